@@ -1,0 +1,243 @@
+"""Model families in which every expectation is exact, so derivation steps can be checked.
+
+Two families give the abstract notation of :mod:`vaebook.notation` a concrete meaning:
+
+:class:`FiniteLatent`
+    ``z`` takes ``K`` states. The prior ``pi_k``, the likelihoods ``l_k = p(x | z=k)``
+    and the variational probabilities ``q_k`` are free positive symbols, with
+    ``sum_k pi_k = sum_k q_k = 1`` imposed by writing the last one as one minus the
+    others. Integrals over ``z`` are finite sums, so an identity that simplifies to
+    zero here holds for **every** model with ``K`` latent states.
+
+:class:`LinearGaussian`
+    ``p(z) = N(0, 1)``, ``p(x | z) = N(w z + b, s^2)``, ``q(z) = N(m, v)``. Evidence
+    and posterior are Gaussian, and every integral the book needs is a Gaussian
+    expectation of a polynomial, evaluated exactly.
+
+Both expose ``log_joint``, ``log_evidence``, ``posterior``, ``E_q`` and ``interpret``.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import notation as N
+from .derivation import Nonneg, log_tangent_lemma
+
+__all__ = ["FiniteLatent", "LinearGaussian", "normal_pdf", "gaussian_kl", "gaussian_moment"]
+
+
+def normal_pdf(y, mean, var) -> sp.Expr:
+    """Density of ``N(mean, var)`` at ``y``."""
+    return sp.exp(-((y - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
+
+
+def gaussian_moment(n: int, mean, var) -> sp.Expr:
+    """``E[y^n]`` for ``y ~ N(mean, var)``: expand ``(mean + sqrt(var) e)^n`` and use
+    ``E[e^j] = (j-1)!!`` for even ``j`` (0 for odd ``j``) of a standard normal ``e``."""
+    e = sp.Symbol("e", real=True)
+    poly = sp.Poly(sp.expand((mean + sp.sqrt(var) * e) ** n), e)
+    return sp.expand(
+        sum(c * (sp.factorial2(j - 1) if j % 2 == 0 else 0) for (j,), c in poly.terms())
+    )
+
+
+def gaussian_kl(m1, v1, m2, v2) -> sp.Expr:
+    """``KL(N(m1, v1) || N(m2, v2))`` in closed form (derived in the KL chapter)."""
+    return (sp.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1) / 2
+
+
+class _Family:
+    """Shared interpretation logic: definitions, then integrals, then constants."""
+
+    name = "family"
+
+    def _integrate_z(self, f) -> sp.Expr:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _constants(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def constraints(self) -> dict:
+        """Substitutions every derivation on this family may rely on."""
+        return {}
+
+    def interpret(self, expr) -> sp.Expr:
+        """The concrete expression that the abstract ``expr`` stands for in this family."""
+        expr = N.expand_definitions(sp.sympify(expr))
+        # innermost integrals first, so nested integrals see concrete integrands
+        while True:
+            integrals = [i for i in expr.atoms(sp.Integral) if not i.args[0].has(sp.Integral)]
+            if not integrals:
+                break
+            expr = expr.xreplace({i: self._integral(i) for i in integrals})
+        leftover = expr.free_symbols & set(N.Z_DEPENDENT)
+        if leftover:
+            raise ValueError(f"{sorted(map(str, leftover))} appear outside an integral over z")
+        return expr.xreplace(self._constants())
+
+    def _integral(self, integral: sp.Integral) -> sp.Expr:
+        (f, *limits) = integral.args
+        if len(limits) != 1 or limits[0] != (N.z,):
+            raise ValueError(f"only indefinite integrals over z are abstract notation: {integral}")
+        return self._integrate_z(f)
+
+    def E_q(self, f) -> sp.Expr:
+        """``E_q[f]`` of an expression in the abstract notation."""
+        return self.interpret(N.expectation(f))
+
+
+class FiniteLatent(_Family):
+    """A latent variable with ``K`` states and every probability a free symbol.
+
+    Attributes ``q``, ``pi``, ``lik`` are the lists of symbols ``q_k``, ``pi_k`` and
+    ``l_k = p(x | z = k)`` for ``k = 1..K``.
+    """
+
+    def __init__(self, K: int = 3):
+        if K < 2:
+            raise ValueError(f"K must be at least 2, got {K}")
+        self.K = K
+        self.name = f"finite family (K={K})"
+        self.q = sp.symbols(f"q_1:{K + 1}", positive=True)
+        self.pi = sp.symbols(f"pi_1:{K + 1}", positive=True)
+        self.lik = sp.symbols(f"l_1:{K + 1}", positive=True)
+
+    # the model
+    def joint(self, k: int) -> sp.Expr:
+        return self.pi[k] * self.lik[k]
+
+    def evidence(self) -> sp.Expr:
+        return sp.Add(*(self.joint(k) for k in range(self.K)))
+
+    def log_joint(self, k: int) -> sp.Expr:
+        return sp.log(self.joint(k))
+
+    def log_evidence(self) -> sp.Expr:
+        return sp.log(self.evidence())
+
+    def posterior(self, k: int) -> sp.Expr:
+        """``p(z = k | x)`` by Bayes' rule."""
+        return self.joint(k) / self.evidence()
+
+    # interpretation
+    def state(self, k: int) -> dict:
+        """What each z-dependent symbol means in state ``k``."""
+        return {
+            N.qz: self.q[k],
+            N.pz: self.pi[k],
+            N.px_z: self.lik[k],
+            N.pxz: self.joint(k),
+            N.pz_x: self.posterior(k),
+        }
+
+    def _integrate_z(self, f) -> sp.Expr:
+        if N.z in f.free_symbols:
+            raise ValueError("in a finite family z is a label; write integrands through the densities")
+        return sp.Add(*(f.xreplace(self.state(k)) for k in range(self.K)))
+
+    def _constants(self) -> dict:
+        return {N.px: self.evidence()}
+
+    def normalisation(self) -> dict:
+        """``q_K = 1 - sum_{k<K} q_k`` and ``pi_K = 1 - sum_{k<K} pi_k``."""
+        return {
+            self.q[-1]: 1 - sp.Add(*self.q[:-1]),
+            self.pi[-1]: 1 - sp.Add(*self.pi[:-1]),
+        }
+
+    def constraints(self) -> dict:
+        return self.normalisation()
+
+    # certificates
+    def kl_nonneg(self, q, r) -> Nonneg:
+        """Gibbs' inequality, certified: ``sum_k q_k h(r_k / q_k) >= 0`` with
+        ``h(t) = t - 1 - log t >= 0``; it equals ``KL(q || r)`` when both sum to 1."""
+        h = log_tangent_lemma()
+        return Nonneg.total([h.at(rk / qk).scale(qk) for qk, rk in zip(q, r)])
+
+    def kl_q_posterior_nonneg(self) -> Nonneg:
+        """Certificate that ``KL(q || p(z | x)) >= 0`` on this family."""
+        return self.kl_nonneg(self.q, [self.posterior(k) for k in range(self.K)])
+
+    def kl_q_prior_nonneg(self) -> Nonneg:
+        return self.kl_nonneg(self.q, self.pi)
+
+
+class LinearGaussian(_Family):
+    """``p(z) = N(0,1)``, ``p(x|z) = N(w z + b, s^2)``, ``q(z) = N(m, v)``; scalar ``x``."""
+
+    name = "linear-Gaussian family"
+
+    def __init__(self):
+        self.x, self.w, self.b, self.m = sp.symbols("x w b m", real=True)
+        self.s = sp.Symbol("s", positive=True)  # observation noise standard deviation
+        self.v = sp.Symbol("v", positive=True)  # variance of q
+        self.z = N.z
+
+    # the model
+    def evidence_variance(self) -> sp.Expr:
+        return self.w**2 + self.s**2
+
+    def evidence(self) -> sp.Expr:
+        """``p(x) = N(x; b, w^2 + s^2)``."""
+        return normal_pdf(self.x, self.b, self.evidence_variance())
+
+    def log_evidence(self) -> sp.Expr:
+        return sp.expand(sp.expand_log(sp.log(self.evidence())))
+
+    def posterior(self) -> tuple[sp.Expr, sp.Expr]:
+        """Mean and variance of ``p(z | x)``: ``w (x - b)/(w^2 + s^2)`` and
+        ``s^2/(w^2 + s^2)``."""
+        return self.w * (self.x - self.b) / self.evidence_variance(), self.s**2 / self.evidence_variance()
+
+    def densities(self) -> dict:
+        """Each abstract density as a function of ``z``."""
+        mp, vp = self.posterior()
+        prior = normal_pdf(self.z, 0, 1)
+        lik = normal_pdf(self.x, self.w * self.z + self.b, self.s**2)
+        return {
+            N.qz: normal_pdf(self.z, self.m, self.v),
+            N.pz: prior,
+            N.px_z: lik,
+            N.pxz: prior * lik,
+            N.pz_x: normal_pdf(self.z, mp, vp),
+        }
+
+    def log_joint(self) -> sp.Expr:
+        return sp.expand(sp.expand_log(sp.log(self.densities()[N.pxz])))
+
+    # interpretation
+    def _integrate_z(self, f) -> sp.Expr:
+        """``∫ f dz`` exactly: ``E_q[polynomial]`` by Gaussian moments, ``∫ exp(quadratic)``
+        by completing the square, anything else by :func:`sympy.integrate`."""
+        f = f.xreplace(self.densities()).xreplace({N.px: self.evidence()})
+        z = self.z
+        g = sp.expand(sp.expand_log(f / normal_pdf(z, self.m, self.v)))
+        if g.is_polynomial(z):  # f = q(z) * polynomial(z)
+            poly = sp.Poly(g, z)
+            return sp.expand(sum(c * gaussian_moment(j, self.m, self.v) for (j,), c in poly.terms()))
+        log_f = sp.expand(sp.expand_log(sp.log(f)))
+        if log_f.is_polynomial(z) and sp.degree(log_f, z) == 2:
+            a, b, c = (log_f.coeff(z, j) for j in (2, 1, 0))
+            if a.is_negative:  # ∫ exp(a z^2 + b z + c) dz = sqrt(pi/-a) exp(c - b^2/(4a))
+                return sp.sqrt(sp.pi / -a) * sp.exp(c - b**2 / (4 * a))
+        return sp.simplify(sp.integrate(f, (z, -sp.oo, sp.oo), conds="none"))
+
+    def _constants(self) -> dict:
+        return {N.px: self.evidence()}
+
+    # certificates
+    def kl_nonneg(self, m1, v1, m2, v2) -> Nonneg:
+        """``KL(N(m1,v1) || N(m2,v2)) = h(v1/v2)/2 + (m1-m2)^2/(2 v2) >= 0``."""
+        h = log_tangent_lemma()
+        return h.at(v1 / v2).scale(sp.Rational(1, 2)) + Nonneg.by_assumptions(
+            (m1 - m2) ** 2 / (2 * v2), "a square over a positive variance"
+        )
+
+    def kl_q_posterior_nonneg(self) -> Nonneg:
+        mp, vp = self.posterior()
+        return self.kl_nonneg(self.m, self.v, mp, vp)
+
+    def kl_q_prior_nonneg(self) -> Nonneg:
+        return self.kl_nonneg(self.m, self.v, 0, 1)

@@ -1,0 +1,80 @@
+"""The book's abstract notation, as SymPy symbols.
+
+Derivations are written the way a textbook writes them -- ``log p(x)``, ``q(z)``,
+``∫ q(z) log p(x, z)/q(z) dz`` -- and a model family (:mod:`vaebook.families`) gives
+the notation a concrete meaning in which every step can be checked.
+
+Densities are positive symbols; ``z`` is the latent variable integrated over (an
+``Integral(f, z)`` means a sum over states in a finite family). ``ELBO``, ``KL_post``
+and ``KL_prior`` are names whose definitions (:data:`DEFINITIONS`) are expanded before
+checking, so a derivation may end on the named quantities.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+__all__ = [
+    "z", "px", "pz", "px_z", "pxz", "pz_x", "qz",
+    "ELBO", "KL_post", "KL_prior", "DEFINITIONS", "LATEX_NAMES",
+    "integral", "expectation", "latex", "expand_definitions", "Z_DEPENDENT",
+]
+
+z = sp.Symbol("z", real=True)  # the latent variable
+
+px = sp.Symbol("p(x)", positive=True)  # evidence, does not depend on z
+pz = sp.Symbol("p(z)", positive=True)  # prior
+px_z = sp.Symbol("p(x|z)", positive=True)  # likelihood
+pxz = sp.Symbol("p(x,z)", positive=True)  # joint
+pz_x = sp.Symbol("p(z|x)", positive=True)  # true posterior
+qz = sp.Symbol("q(z)", positive=True)  # variational (surrogate) posterior
+
+#: symbols that are functions of z (replaced state by state inside an integral)
+Z_DEPENDENT = (pz, px_z, pxz, pz_x, qz)
+
+ELBO = sp.Symbol("ELBO")
+KL_post = sp.Symbol("KL(q||p(z|x))")
+KL_prior = sp.Symbol("KL(q||p(z))")
+
+LATEX_NAMES = {
+    px: "p(x)",
+    pz: "p(z)",
+    px_z: r"p(x \mid z)",
+    pxz: "p(x, z)",
+    pz_x: r"p(z \mid x)",
+    qz: "q(z)",
+    ELBO: r"\mathcal{L}(q)",
+    KL_post: r"\mathrm{KL}\left(q(z) \,\|\, p(z \mid x)\right)",
+    KL_prior: r"\mathrm{KL}\left(q(z) \,\|\, p(z)\right)",
+}
+
+
+def integral(f) -> sp.Integral:
+    """``∫ f dz`` (a sum over latent states in a finite family)."""
+    return sp.Integral(f, z)
+
+
+def expectation(f) -> sp.Integral:
+    """``E_q[f] = ∫ q(z) f dz``."""
+    return sp.Integral(qz * f, z)
+
+
+#: the named quantities, each an integral over z
+DEFINITIONS = {
+    # eq. (elbo-def): ELBO(q) = ∫ q(z) log p(x, z)/q(z) dz
+    ELBO: integral(qz * sp.log(pxz / qz)),
+    # eq. (kl-post-def): KL(q || p(z|x)) = ∫ q(z) log q(z)/p(z|x) dz
+    KL_post: integral(qz * sp.log(qz / pz_x)),
+    # eq. (kl-prior-def): KL(q || p(z)) = ∫ q(z) log q(z)/p(z) dz
+    KL_prior: integral(qz * sp.log(qz / pz)),
+}
+
+
+def expand_definitions(expr) -> sp.Expr:
+    """Replace ``ELBO``, ``KL_post``, ``KL_prior`` by their defining integrals."""
+    return sp.sympify(expr).xreplace(DEFINITIONS)
+
+
+def latex(expr, **kwargs) -> str:
+    """LaTeX of an expression in the book's notation."""
+    return sp.latex(expr, symbol_names=LATEX_NAMES, **kwargs)
