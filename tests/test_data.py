@@ -1,0 +1,127 @@
+"""Data loaders: splits fixed by seed, binarisation, MNIST IDX parsing, closed-form pPCA MLE."""
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaebook.data import (
+    DatasetError,
+    load_dataset,
+    load_mnist,
+    make_ppca,
+    ppca_log_likelihood,
+    ppca_mle,
+    ppca_mle_log_likelihood,
+    read_idx,
+)
+
+LOCAL_MNIST = Path(os.environ.get("VAEBOOK_MNIST_T10K", "/work/shared/data/mnist-t10k"))
+
+
+def test_digits_range_split_and_seed():
+    a = load_dataset("digits", seed=0)
+    b = load_dataset("digits", seed=0)
+    c = load_dataset("digits", seed=1)
+    assert a.train.shape[1] == 64 and a.train.shape[0] + a.test.shape[0] == 1797
+    assert a.test.shape[0] == round(0.2 * 1797)
+    assert a.train.min() >= 0 and a.train.max() <= 1 and a.train.max() == 1
+    assert torch.equal(a.train, b.train) and not torch.equal(a.train, c.train)
+    # the split is a partition: every row of the full data set appears exactly once
+    rows = torch.cat([a.train, a.test])
+    assert torch.unique(rows, dim=0).shape[0] == torch.unique(torch.cat([c.train, c.test]), dim=0).shape[0]
+    assert a.binarization == "none"
+
+
+def test_static_and_dynamic_binarisation():
+    s = load_dataset("digits", binarize="static", seed=0)
+    grey = load_dataset("digits", seed=0)
+    assert set(s.train.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(s.train, load_dataset("digits", binarize="static", seed=0).train)
+    # a Bernoulli draw with p = grey value: mean close to the grey mean
+    assert abs(s.train.mean().item() - grey.train.mean().item()) < 0.01
+    d = load_dataset("digits", binarize="dynamic", seed=0)
+    assert torch.equal(d.train, grey.train)  # the trainer redraws it each epoch
+    assert set(d.test.unique().tolist()) == {0.0, 1.0} and d.binarization == "dynamic"
+
+
+def test_bad_names_and_options():
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_dataset("cifar")
+    with pytest.raises(DatasetError, match="binarization"):
+        load_dataset("digits", binarize="sometimes")
+    with pytest.raises(DatasetError, match="real-valued"):
+        load_dataset("ppca", binarize="static")
+    with pytest.raises(DatasetError, match="data-dir"):
+        load_dataset("mnist")
+
+
+def write_idx(path, arr, compress=False):
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    (gzip.open if compress else open)(path, "wb").write(data)
+
+
+def test_mnist_from_idx_files_and_clear_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 256, (10, 28, 28))
+    write_idx(tmp_path / "train-images-idx3-ubyte", train)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", rng.integers(0, 10, 30))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
+    with pytest.raises(DatasetError, match="missing MNIST files.*t10k-labels.*yann.lecun"):
+        load_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 10))
+    x_train, x_test = load_mnist(tmp_path)
+    assert x_train.shape == (30, 784) and x_test.shape == (10, 784)
+    torch.testing.assert_close(x_test[3], torch.tensor(test[3].reshape(-1) / 255.0, dtype=torch.float32))
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_mnist(tmp_path / "nowhere")
+    # truncated file
+    raw = (tmp_path / "t10k-images-idx3-ubyte").read_bytes()
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(raw[:-5])
+    with pytest.raises(DatasetError, match="truncated"):
+        load_mnist(tmp_path)
+
+
+def test_gz_with_wrong_checksum_is_refused(tmp_path):
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(10), compress=True)
+    from vaebook.data import find_mnist_file
+
+    with pytest.raises(DatasetError, match="checksum"):
+        find_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
+
+
+@pytest.mark.skipif(not (LOCAL_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="real MNIST test files absent")
+def test_real_mnist_test_files_if_present():
+    from vaebook.data import find_mnist_file
+
+    images = read_idx(find_mnist_file(LOCAL_MNIST, "t10k-images-idx3-ubyte"))
+    labels = read_idx(find_mnist_file(LOCAL_MNIST, "t10k-labels-idx1-ubyte"))
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    assert np.bincount(labels).tolist()[:2] == [980, 1135]  # the published class counts
+
+
+def test_ppca_mle_is_the_maximum_and_recovers_the_generator():
+    x, params = make_ppca(n=20000, data_dim=6, latent_dim=2, noise_std=0.4, seed=0)
+    mean, w, sigma2 = ppca_mle(x, 2)
+    assert sigma2 == pytest.approx(0.16, rel=0.05)
+    # same covariance as the generator, up to the rotation of W
+    torch.testing.assert_close(w @ w.T, params["W"] @ params["W"].T, atol=0.15, rtol=0.05)
+    best = ppca_mle_log_likelihood(x, 2)
+    assert best == pytest.approx(ppca_log_likelihood(x, mean, w, sigma2).mean().item())
+    # perturbing any parameter lowers the likelihood
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        dw = 0.05 * torch.randn(w.shape, generator=gen, dtype=torch.float64)
+        assert ppca_log_likelihood(x, mean, w + dw, sigma2).mean().item() < best
+        assert ppca_log_likelihood(x, mean, w, sigma2 * 1.05).mean().item() < best
+        assert ppca_log_likelihood(x, mean + 0.02, w, sigma2).mean().item() < best
+
+
+def test_ppca_dataset_split():
+    split = load_dataset("ppca", seed=3)
+    assert split.train.shape[1] == 10 and split.train.dtype == torch.float32
+    assert "true_params" in split.info

@@ -1,0 +1,201 @@
+"""Objectives against independent oracles: Monte Carlo KL, closed-form linear-Gaussian marginals."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal
+
+from vaebook.data import make_ppca, ppca_mle, ppca_mle_log_likelihood
+from vaebook.models import VAE, LinearVAE
+from vaebook.objectives import (
+    active_units,
+    elbo_terms,
+    estimate_log_likelihood,
+    gaussian_kl_to_standard_normal,
+    iwae_bound,
+    kl_per_latent_dim,
+    log_importance_weights,
+)
+
+
+def small_vae(seed=0, likelihood="bernoulli"):
+    torch.manual_seed(seed)
+    return VAE(data_dim=12, hidden_dims=(16,), latent_dim=3, likelihood=likelihood)
+
+
+def test_analytic_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    mu = torch.randn(4, 3)
+    logvar = torch.randn(4, 3) * 0.5
+    q = torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1)
+    analytic = gaussian_kl_to_standard_normal(q)  # (4,)
+    z = q.sample((200_000,))  # (S, 4, 3)
+    prior = torch.distributions.Normal(0.0, 1.0)
+    monte_carlo = (q.log_prob(z) - prior.log_prob(z).sum(-1)).mean(0)  # (4,)
+    torch.testing.assert_close(analytic, monte_carlo, atol=0.02, rtol=0.01)
+    # and the textbook closed form, as a second oracle
+    closed = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+    torch.testing.assert_close(analytic, closed)
+
+
+def test_elbo_terms_convention_and_mc_kl_agree_on_average():
+    model = small_vae()
+    x = torch.rand(64, 12).bernoulli()
+    torch.manual_seed(1)
+    terms = elbo_terms(model, x, beta=0.5)
+    assert terms.reconstruction.shape == terms.kl.shape == (64,)
+    torch.testing.assert_close(terms.elbo, terms.reconstruction - terms.kl)
+    torch.testing.assert_close(terms.loss, (0.5 * terms.kl - terms.reconstruction).mean())
+    # the reconstruction term is a log-probability of binary data: negative
+    assert (terms.reconstruction < 0).all()
+    with torch.no_grad():
+        mc = torch.stack([elbo_terms(model, x, analytic_kl=False).kl for _ in range(3000)]).mean(0)
+    torch.testing.assert_close(mc, terms.kl.detach(), atol=0.05, rtol=0.02)
+
+
+def test_iwae_with_one_sample_is_the_mc_elbo_estimator():
+    model = small_vae(likelihood="gaussian")
+    x = torch.rand(10, 12)
+    torch.manual_seed(5)
+    terms = elbo_terms(model, x, analytic_kl=False)
+    torch.manual_seed(5)
+    bound = iwae_bound(model, x, k=1)
+    torch.testing.assert_close(bound, terms.elbo)
+
+
+def test_iwae_non_decreasing_in_k_on_average():
+    model = small_vae()
+    x = torch.rand(200, 12).bernoulli()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        means = [torch.stack([iwae_bound(model, x, k).mean() for _ in range(20)]).mean().item() for k in (1, 5, 50)]
+    assert means[0] < means[1] < means[2], means
+
+
+def test_log_importance_weights_match_hand_density():
+    model = small_vae(likelihood="gaussian")
+    x = torch.rand(3, 12)
+    torch.manual_seed(2)
+    log_w = log_importance_weights(model, x, k=4)  # (4, 3)
+    torch.manual_seed(2)
+    mu, logvar = model.encode(x)
+    z = mu + (0.5 * logvar).exp() * torch.randn(4, 3, 3)
+    normal = torch.distributions.Normal
+    std = model.log_decoder_std.exp()
+    expected = (
+        normal(model.decode(z), std).log_prob(x).sum(-1)
+        + normal(0.0, 1.0).log_prob(z).sum(-1)
+        - normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    )
+    torch.testing.assert_close(log_w, expected)
+
+
+def linear_vae_at_ppca_mle(x, latent_dim, encoder_error=0.0):
+    """Linear VAE whose decoder is the pPCA MLE and whose encoder is the exact posterior.
+
+    The exact posterior of pPCA is N(M^-1 W^T (x - b), sigma^2 M^-1), M = W^T W + sigma^2 I,
+    diagonal here because the MLE's W has orthogonal columns. ``encoder_error`` > 0
+    shrinks the posterior mean and widens the variance, so the ELBO becomes loose.
+    """
+    mean, w, sigma2 = ppca_mle(x, latent_dim)
+    m_inv = torch.linalg.inv(w.T @ w + sigma2 * torch.eye(latent_dim, dtype=torch.float64))  # (L, L)
+    model = LinearVAE(x.shape[1], latent_dim)
+    with torch.no_grad():
+        model.decoder.weight.copy_(w)
+        model.decoder.bias.copy_(mean)
+        model.log_decoder_std.fill_(0.5 * math.log(sigma2))
+        enc = (1 - encoder_error) * (m_inv @ w.T)  # (L, D)
+        model.encoder.weight.copy_(enc)
+        model.encoder.bias.copy_(-enc @ mean)
+        model.encoder_logvar.copy_((sigma2 * m_inv.diagonal()).log() + 3 * encoder_error)
+    return model, mean, w, sigma2
+
+
+def test_linear_vae_marginal_matches_multivariate_normal_oracle():
+    x, _ = make_ppca(n=300, data_dim=5, latent_dim=2, seed=3)
+    model, mean, w, sigma2 = linear_vae_at_ppca_mle(x, 2)
+    oracle = MultivariateNormal(mean, covariance_matrix=w @ w.T + sigma2 * torch.eye(5)).log_prob(x.double())
+    torch.testing.assert_close(model.exact_log_likelihood(x), oracle)
+    torch.testing.assert_close(model.exact_log_likelihood(x).mean().item(), ppca_mle_log_likelihood(x, 2))
+
+
+def test_likelihood_estimate_converges_to_exact_log_px_on_linear_vae():
+    x, _ = make_ppca(n=400, data_dim=5, latent_dim=2, seed=4)
+    model, *_ = linear_vae_at_ppca_mle(x, 2, encoder_error=0.15)
+    exact = model.exact_log_likelihood(x).float()  # (N,)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        elbo_gap = (exact - elbo_terms(model, x).elbo).mean().item()
+    assert elbo_gap > 0.5  # the perturbed encoder makes the ELBO visibly loose ...
+    errors = []
+    for k in (1, 10, 100, 5000):
+        est = estimate_log_likelihood(model, x, k=k, max_elements=1 << 16)  # small budget: many chunks
+        errors.append((est.per_example - exact).abs().mean().item())
+        assert est.mean <= exact.mean().item() + 0.005  # biased low (Jensen), up to noise
+    assert errors == sorted(errors, reverse=True), errors  # ... and more samples close the gap
+    assert errors[-1] < 0.03
+    assert abs(est.mean - exact.mean().item()) < 0.02
+    assert est.stderr == pytest.approx(exact.std().item() / math.sqrt(400), rel=0.05)
+
+
+def test_likelihood_estimate_is_exact_with_the_exact_posterior_for_any_chunking():
+    """With q = exact posterior every importance weight equals p(x): no estimator noise."""
+    x, _ = make_ppca(n=50, data_dim=5, latent_dim=2, seed=6)
+    model, *_ = linear_vae_at_ppca_mle(x, 2)
+    exact = model.exact_log_likelihood(x).float()
+    for max_elements, data_chunk in [(1 << 30, 1000), (40, 7), (1, 1)]:
+        est = estimate_log_likelihood(model, x, k=64, max_elements=max_elements, data_chunk=data_chunk)
+        torch.testing.assert_close(est.per_example, exact, atol=1e-4, rtol=0)
+        with torch.no_grad():
+            torch.testing.assert_close(elbo_terms(model, x, analytic_kl=False).elbo, exact, atol=1e-4, rtol=0)
+
+
+def test_likelihood_estimate_above_elbo_and_iwae_on_mlp():
+    model = small_vae()
+    x = torch.rand(300, 12).bernoulli()
+    torch.manual_seed(9)
+    with torch.no_grad():
+        elbo = elbo_terms(model, x).elbo.mean().item()
+        iwae = iwae_bound(model, x, 10).mean().item()
+    est = estimate_log_likelihood(model, x, k=1000, max_elements=2000, data_chunk=16)
+    assert elbo < iwae < est.mean
+    assert est.per_example.shape == (300,)
+
+
+def test_diagnostics_kl_per_dim_and_active_units():
+    model = small_vae()
+    x = torch.rand(500, 12)
+    with torch.no_grad():
+        model.encoder[-1].weight[1].zero_()  # dim 1 of mu and dim 1 of logvar ignore x ...
+        model.encoder[-1].bias[1] = 0.0
+        model.encoder[-1].weight[4].zero_()
+        model.encoder[-1].bias[4] = 0.0  # ... and equal the prior: KL 0
+        model.encoder[-1].weight[0].mul_(50.0)  # dim 0 varies a lot with x
+    per_dim = kl_per_latent_dim(model, x)
+    assert per_dim.shape == (3,)
+    assert per_dim[1].item() == pytest.approx(0.0, abs=1e-6)
+    total = gaussian_kl_to_standard_normal(model.posterior(x)).mean()
+    torch.testing.assert_close(per_dim.sum(), total.detach())
+    count, variance = active_units(model, x)
+    mu, _ = model.encode(x)
+    assert count == int((mu.var(0) > 0.01).sum())
+    assert variance[1].item() == 0.0 and variance[0].item() > 0.01 and 1 <= count <= 2
+
+
+def test_linear_vae_trained_on_ppca_reaches_the_mle():
+    """Training the linear VAE's ELBO recovers the closed-form pPCA MLE (within 0.01 nats)."""
+    torch.manual_seed(0)
+    x, _ = make_ppca(n=2000, data_dim=5, latent_dim=2, seed=1)
+    target = ppca_mle_log_likelihood(x, 2)
+    model = LinearVAE(5, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=800)
+    for _ in range(800):
+        opt.zero_grad(set_to_none=True)
+        elbo_terms(model, x).loss.backward()
+        opt.step()
+        sched.step()
+    reached = model.exact_log_likelihood(x).mean().item()
+    assert reached <= target + 1e-6  # the MLE is the maximum
+    assert target - reached < 0.01

@@ -1,0 +1,157 @@
+"""Variational autoencoders: an MLP VAE and a linear VAE with an exact marginal.
+
+Every density is a ``torch.distributions`` object; no hand-written formulas:
+
+- prior ``p(z) = N(0, I)``                      -- :meth:`VAE.prior`
+- encoder ``q(z|x) = N(mu(x), diag sigma^2(x))``  -- :meth:`VAE.posterior`
+- decoder ``p(x|z)``: ``Bernoulli(logits=f(z))`` or ``N(f(z), s^2 I)`` with ``s``
+  learned (one shared scalar) or fixed                -- :meth:`VAE.likelihood`
+
+Distributions are built with ``validate_args=False``: the trainer calls them on
+every step, and argument validation costs more than the arithmetic it guards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    """VAE with MLP encoder and decoder and a standard normal prior.
+
+    Args:
+        data_dim: dimension D of a flattened data point (64 for 8x8 digits, 784 for MNIST).
+        hidden_dims: hidden layer widths of the encoder; the decoder mirrors them.
+        latent_dim: dimension L of z.
+        likelihood: ``"bernoulli"`` (decoder outputs logits) or ``"gaussian"``.
+        decoder_std: Gaussian decoder only. ``None`` learns one shared standard
+            deviation (initialised to 1); a float fixes it.
+    """
+
+    def __init__(
+        self,
+        data_dim: int = 784,
+        hidden_dims: Sequence[int] = (400,),
+        latent_dim: int = 20,
+        likelihood: str = "bernoulli",
+        decoder_std: float | None = None,
+    ) -> None:
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; choose from {LIKELIHOODS}")
+        self.data_dim, self.latent_dim, self.likelihood_name = data_dim, latent_dim, likelihood
+        self.encoder = mlp([data_dim, *hidden_dims, 2 * latent_dim])  # -> (mu, logvar)
+        self.decoder = mlp([latent_dim, *reversed(hidden_dims), data_dim])  # -> logits or mean
+        self._init_decoder_scale(likelihood, decoder_std)
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)  # tracks device/dtype
+
+    def _init_decoder_scale(self, likelihood: str, decoder_std: float | None) -> None:
+        self.learn_std = likelihood == "gaussian" and decoder_std is None
+        if self.learn_std:
+            self.log_decoder_std = nn.Parameter(torch.zeros(()))
+        else:
+            std = 1.0 if decoder_std is None else float(decoder_std)
+            self.register_buffer("log_decoder_std", torch.tensor(math.log(std)))
+
+    # -- the three distributions -------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters: mean and log-variance, each (B, L), for x (B, D)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, L), (B, L)
+        return mu, logvar
+
+    def posterior(self, x: torch.Tensor) -> Independent:
+        """q(z|x) with batch shape (B,) and event shape (L,)."""
+        mu, logvar = self.encode(x)  # (B, L), (B, L)
+        return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1)
+
+    def prior(self, batch_shape: Sequence[int] = ()) -> Independent:
+        """p(z) = N(0, I), batch shape ``batch_shape``, event shape (L,)."""
+        zeros = self._zero.expand(*batch_shape, self.latent_dim)  # (*batch, L)
+        return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder output for z (..., L): logits (Bernoulli) or mean (Gaussian), (..., D)."""
+        return self.decoder(z)
+
+    def likelihood(self, z: torch.Tensor) -> Independent:
+        """p(x|z) with batch shape z.shape[:-1] and event shape (D,)."""
+        out = self.decode(z)  # (..., D)
+        if self.likelihood_name == "bernoulli":
+            return Independent(Bernoulli(logits=out, validate_args=False), 1)
+        scale = self.log_decoder_std.exp().expand_as(out)  # (..., D)
+        return Independent(Normal(out, scale, validate_args=False), 1)
+
+    def sample(self, n: int) -> torch.Tensor:
+        """Decoder means (Bernoulli: probabilities) of n draws from the prior, (n, D)."""
+        out = self.decode(self.prior((n,)).sample())  # (n, D)
+        return out.sigmoid() if self.likelihood_name == "bernoulli" else out
+
+
+class LinearVAE(VAE):
+    """Linear VAE: q(z|x) = N(A x + c, diag s^2), p(x|z) = N(W z + b, sigma^2 I).
+
+    The encoder variance does not depend on x (the exact posterior of a linear
+    Gaussian model has constant covariance), sigma is one learned scalar unless
+    fixed. The marginal p(x) = N(b, W W^T + sigma^2 I) is exact
+    (:meth:`marginal`), so likelihood estimates can be checked against it.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int, decoder_std: float | None = None) -> None:
+        nn.Module.__init__(self)
+        self.data_dim, self.latent_dim, self.likelihood_name = data_dim, latent_dim, "gaussian"
+        self.encoder = nn.Linear(data_dim, latent_dim)  # x -> posterior mean
+        self.encoder_logvar = nn.Parameter(torch.full((latent_dim,), -1.0))  # (L,)
+        self.decoder = nn.Linear(latent_dim, data_dim)  # z -> mean of x
+        self._init_decoder_scale("gaussian", decoder_std)
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = self.encoder(x)  # (B, L)
+        return mu, self.encoder_logvar.expand_as(mu)  # (B, L), (B, L)
+
+    def marginal(self) -> MultivariateNormal:
+        """Exact p(x) = N(b, W W^T + sigma^2 I), event shape (D,), in float64."""
+        w = self.decoder.weight.double()  # (D, L)
+        b = self.decoder.bias.double()  # (D,)
+        noise = (2 * self.log_decoder_std.double()).exp()  # ()
+        cov = w @ w.T + noise * torch.eye(self.data_dim, dtype=torch.float64, device=w.device)  # (D, D)
+        return MultivariateNormal(b, covariance_matrix=cov)
+
+    def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) per example, (B,), float64."""
+        return self.marginal().log_prob(x.double())
+
+
+def build_model(
+    kind: str,
+    data_dim: int,
+    hidden_dims: Sequence[int],
+    latent_dim: int,
+    likelihood: str = "bernoulli",
+    decoder_std: float | None = None,
+) -> VAE:
+    """Model from names, as the trainer's config stores them (``kind``: mlp or linear)."""
+    if kind == "mlp":
+        return VAE(data_dim, hidden_dims, latent_dim, likelihood, decoder_std)
+    if kind == "linear":
+        if likelihood != "gaussian":
+            raise ValueError("the linear VAE has a Gaussian decoder; use likelihood='gaussian'")
+        return LinearVAE(data_dim, latent_dim, decoder_std)
+    raise ValueError(f"unknown model kind {kind!r}; choose 'mlp' or 'linear'")
