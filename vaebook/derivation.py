@@ -367,17 +367,30 @@ class Derivation:
         where = f" {self.where}" if self.where else ""
         return f"{self.title}: {n} step{'s' if n != 1 else ''} verified{where}"
 
-    def latex(self) -> str:
+    def _reason(self, s: Step) -> str:
+        return f"{s.because} (the gap is non-negative: {s.certified})" if s.certified else s.because
+
+    def latex(self, reasons: bool = True) -> str:
+        """An ``aligned`` block: one line per expression, with the reason on the right
+        (or, with ``reasons=False``, the step number, for :meth:`_repr_markdown_`)."""
         lx = lambda e: sp.latex(e, symbol_names=self.latex_names)  # noqa: E731
         lines = [f"& {lx(self.start)}"]
-        for s in self.steps:
-            reason = (f"{s.because} (gap >= 0: {s.certified})" if s.certified else s.because)
-            reason = reason.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
-            lines.append(rf"{RELATIONS[s.relation]}\ & {lx(s.expr)} && \text{{{reason}}}")
+        for i, s in enumerate(self.steps, 1):
+            if reasons:
+                reason = self._reason(s).replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+                tag = rf"\text{{{reason}}}"
+            else:
+                tag = rf"\text{{({i})}}"
+            lines.append(rf"{RELATIONS[s.relation]}\ & {lx(s.expr)} && {tag}")
         return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
     def _repr_latex_(self) -> str:
         return "$$" + self.latex() + "$$"
+
+    def _repr_markdown_(self) -> str:
+        """The chain with numbered steps, and the numbered reasons below it."""
+        reasons = "\n".join(f"{i}. {self._reason(s)}" for i, s in enumerate(self.steps, 1))
+        return f"$$\n{self.latex(reasons=False)}\n$$\n\n{reasons}\n\n*{self.verdict()}.*\n"
 
     def __repr__(self) -> str:
         return self.verdict()
