@@ -219,3 +219,20 @@ def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
     est, se = monte_carlo_kl_to_standard_normal(mu[0], logvar[0], 200_000, seed=1)
     assert 0 < se < 0.05
     assert abs(est - float(kl_divergence(q, p)[0])) < 4 * se
+
+
+def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
+    from vaebook.notation import KL_prior
+    from vaebook.variational import finite_gradient_interpretation
+
+    fam = FiniteLatent(3)
+    interpret = finite_gradient_interpretation(fam)
+    grad = interpret(sp.Derivative(KL_prior, fam.q[0]))
+    qv, pv = np.array([0.2, 0.5, 0.3]), np.array([0.3, 0.3, 0.4])
+    vals = {**dict(zip(fam.q, qv)), **dict(zip(fam.pi, pv))}
+    kl = lambda q: np.sum(q * np.log(q / pv))  # noqa: E731
+    h = 1e-6
+    fd = (kl(qv + [h, 0, -h]) - kl(qv - [h, 0, -h])) / (2 * h)  # q_1 up, q_3 down
+    assert float(grad.subs(vals)) == pytest.approx(fd, abs=1e-8)
+    with pytest.raises(ValueError):
+        interpret(sp.Derivative(KL_prior, fam.q[2]))

@@ -39,6 +39,7 @@ __all__ = [
     "jensen_square_certificate",
     "jensen_gap_certificate",
     "log_ratio_coefficients",
+    "finite_gradient_interpretation",
     "ppca1_log_evidence",
     "ppca1_posterior",
     "ppca1_elbo",
@@ -110,6 +111,32 @@ def log_ratio_coefficients(lg: LinearGaussian) -> dict:
     if poly.degree() != 2:
         raise ValueError(f"expected a quadratic in z, got degree {poly.degree()}")
     return {j: sp.simplify(poly.coeff_monomial(lg.z**j)) for j in (2, 1, 0)}
+
+
+def finite_gradient_interpretation(family: FiniteLatent):
+    """An ``interpret`` for :class:`~vaebook.derivation.Derivation` that also evaluates
+    derivatives with respect to the variational probabilities of a finite family.
+
+    The ``q_k`` are constrained to sum to 1, so ``Derivative(f, q_k)`` (for ``k < K``)
+    is read as the derivative along the direction that raises ``q_k`` and lowers
+    ``q_K`` by the same amount -- the partial derivative of ``f`` after substituting
+    ``q_K = 1 - sum_{j<K} q_j``. It is computed as ``d/dt f(q_k + t, q_K - t)`` at
+    ``t = 0``, so every ``q`` stays a positive symbol and logarithms still expand.
+    """
+    t = sp.Dummy("t", real=True)
+    last = family.q[-1]
+
+    def directional(f, var):
+        if var not in family.q[:-1]:
+            raise ValueError(f"derivatives are taken with respect to q_1..q_(K-1), not {var}")
+        return sp.diff(f.xreplace({var: var + t, last: last - t}), t).subs(t, 0)
+
+    def interpret(expr):
+        concrete = family.interpret(expr)
+        return concrete.replace(lambda e: isinstance(e, sp.Derivative),
+                                lambda e: directional(e.expr, e.variables[0]))
+
+    return interpret
 
 
 # ------------------------------------------- one-factor linear-Gaussian model (numpy)
@@ -356,10 +383,12 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
     return fig
 
 
-def plot_ceiling_floor(w_grid, ceiling_w, floor_w, w0, m_grid, ceiling_m, floor_m, m_star):
+def plot_ceiling_floor(w_grid, ceiling_w, floor_w, w0, m_grid, ceiling_m, floor_m, m_star,
+                       w_next=None):
     """Log-evidence (ceiling) and ELBO (floor), gap shaded. Left: against the model
-    weight ``w`` for a fixed ``q`` (tuned to ``w0``); right: against the variational
-    mean ``m`` at fixed ``w`` (ceiling flat, floor touching it at ``m_star``)."""
+    weight ``w`` for a fixed ``q`` (tuned to ``w0``; ``w_next``, if given, marks the
+    maximiser of the floor); right: against the variational mean ``m`` at fixed ``w``
+    (ceiling flat, floor touching it at ``m_star``)."""
     fig, axes = figure(ncols=2, width=4.6, height=3.6)
     with style():
         for ax, g, ceil, flo, mark, xl in (
@@ -374,6 +403,10 @@ def plot_ceiling_floor(w_grid, ceiling_w, floor_w, w0, m_grid, ceiling_m, floor_
             ax.set_xlabel(xl)
             ax.set_ylabel("nats")
             ax.legend(fontsize=8, loc="lower center")
+        if w_next is not None:
+            axes[0].axvline(w_next, color=COLORS["bound"], ls="--", lw=1)
+            axes[0].annotate("$w_1$", (w_next + 0.04, 0.45), xycoords=("data", "axes fraction"))
+        axes[0].annotate("$w_0$", (w0 + 0.04, 0.45), xycoords=("data", "axes fraction"))
         axes[0].set_title("moving $\\theta$ moves the ceiling")
         axes[1].set_title("moving $q$ moves only the floor")
     plt.close(fig)
