@@ -1,0 +1,8 @@
+"""``python -m vaebook`` -- see :mod:`vaebook.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

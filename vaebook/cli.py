@@ -1,0 +1,210 @@
+"""Command line: ``python -m vaebook {train,evaluate,bench,list}``.
+
+Bad input (unknown dataset, missing MNIST folder, non-positive numbers, batch
+larger than the data, unreadable checkpoint, unknown config keys) prints one
+line ``vaebook: error: ...`` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .data import DATASETS, BINARIZATIONS, DatasetError
+from .train import CheckpointError, ConfigError, TrainConfig, TrainingDiverged
+
+USER_ERRORS = (ConfigError, CheckpointError, DatasetError)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str):  # noqa: D102 -- argparse API
+        sys.stderr.write(f"vaebook: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return values
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m vaebook", description="Train and evaluate VAEs.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    t = sub.add_parser("train", help="train a VAE (config file and/or flags)", description=
+                       "Train a VAE. Flags override values from --config; defaults are TrainConfig's.")
+    S = argparse.SUPPRESS  # flags not given leave the config file's (or the default) value
+    t.add_argument("--config", type=Path, help="JSON file with TrainConfig keys")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    t.add_argument("--dataset", choices=list(DATASETS), default=S)
+    t.add_argument("--data-dir", dest="data_dir", default=S, help="folder with the MNIST IDX files")
+    t.add_argument("--binarize", choices=list(BINARIZATIONS), default=S)
+    t.add_argument("--model", choices=["mlp", "linear"], default=S)
+    t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=S)
+    t.add_argument("--hidden-dims", dest="hidden_dims", type=int_list, default=S, help="e.g. 400 or 256,128")
+    t.add_argument("--latent-dim", dest="latent_dim", type=positive_int, default=S)
+    t.add_argument("--decoder-std", dest="decoder_std", type=positive_float, default=S)
+    t.add_argument("--epochs", type=positive_int, default=S)
+    t.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S)
+    t.add_argument("--lr", type=positive_float, default=S)
+    t.add_argument("--beta", type=float, default=S)
+    t.add_argument("--mc-kl", dest="analytic_kl", action="store_false", default=S, help="Monte Carlo KL")
+    t.add_argument("--seed", type=int, default=S)
+    t.add_argument("--device", default=S, help="auto (default), cpu, cuda, mps")
+    t.add_argument("--bf16", action="store_true", default=S, help="bf16 autocast (CUDA only)")
+    t.add_argument("--compile", action="store_true", default=S, help="torch.compile the loss")
+    t.add_argument("--threads", dest="num_threads", type=positive_int, default=S)
+    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=positive_int, default=S)
+    t.add_argument("--out-dir", dest="out_dir", default=S, help="parent of run folders (default runs)")
+    t.add_argument("--run-name", dest="run_name", default=S)
+    t.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+
+    e = sub.add_parser("evaluate", help="ELBO, IWAE-k and log-likelihood estimate on a run's test split")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--k", type=positive_int, default=5000, help="importance samples for log p(x) (default 5000)")
+    e.add_argument("--iwae-k", dest="iwae_k", type=positive_int, default=50, help="samples for the IWAE bound")
+    e.add_argument("--max-examples", dest="max_examples", type=positive_int, help="first N test examples only")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("bench", help="throughput vs the classic PyTorch VAE loop; log p(x) estimate timing")
+    from .bench import add_arguments
+
+    add_arguments(b, positive_int)
+
+    ls = sub.add_parser("list", help="known datasets and the runs in a folder")
+    ls.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path("runs"))
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import load_config, train
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    if args.resume is not None:
+        extra = sorted(set(flags) - {"epochs", "progress", "num_threads"})
+        if extra or args.config is not None:
+            raise ConfigError(f"--resume takes only --epochs/--no-progress/--threads, not {', '.join(extra) or '--config'}")
+        config = load_config(args.resume)
+        values = {**vars(config), **flags, "out_dir": str(args.resume.parent), "run_name": args.resume.name}
+        result = train(TrainConfig.from_dict(values), resume=True)
+    else:
+        values = {}
+        if args.config is not None:
+            try:
+                values = json.loads(args.config.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise ConfigError(f"cannot read config file {args.config}: {e}") from None
+            if not isinstance(values, dict):
+                raise ConfigError(f"config file {args.config} must hold a JSON object")
+        try:
+            config = TrainConfig.from_dict({**values, **flags})
+        except TypeError as e:
+            raise ConfigError(f"bad config: {e}") from None
+        result = train(config)
+    keys = [k for k in result if k.startswith("test_")]
+    print(f"run folder: {result['run_dir']}")
+    print("  ".join(f"{k}={result[k]:.4f}" for k in keys))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .objectives import estimate_log_likelihood, iwae_bound
+    from .train import atomic_write_json, evaluate_elbo, load_run, select_device
+
+    device = select_device(args.device)
+    config, model, data = load_run(args.run_dir, device)
+    x = data.test[: args.max_examples].to(device)  # (N, D)
+    torch.manual_seed(args.seed)
+    elbo = evaluate_elbo(model, x, seed=args.seed)
+    with torch.no_grad():
+        iwae = torch.cat([iwae_bound(model, xb, args.iwae_k) for xb in x.split(256)]).mean().item()
+    ll = estimate_log_likelihood(model, x, k=args.k)
+    result = {"examples": x.shape[0], "dataset": config.dataset, "binarization": config.binarize,
+              "elbo": elbo["test_elbo"], "reconstruction": elbo["test_reconstruction"], "kl": elbo["test_kl"],
+              "active_units": elbo["active_units"], f"iwae_{args.iwae_k}": iwae,
+              "log_likelihood": ll.mean, "log_likelihood_stderr": ll.stderr, "log_likelihood_k": args.k,
+              "consistent": elbo["test_elbo"] <= iwae <= ll.mean + 3 * ll.stderr, "device": str(device)}
+    atomic_write_json(Path(args.run_dir) / "evaluation.json", result)
+    print(f"{config.dataset} test split, {x.shape[0]} examples, nats per example:")
+    print(f"  ELBO          {elbo['test_elbo']:10.4f}  (reconstruction {elbo['test_reconstruction']:.4f}, KL {elbo['test_kl']:.4f})")
+    print(f"  IWAE-{args.iwae_k:<8d} {iwae:10.4f}")
+    print(f"  log p(x) est. {ll.mean:10.4f} +- {ll.stderr:.4f} (k={args.k})")
+    print(f"  active units  {elbo['active_units']}")
+    print(f"  ELBO <= IWAE-{args.iwae_k} <= estimate: {'yes' if result['consistent'] else 'NO'}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("datasets:")
+    for name, description in DATASETS.items():
+        print(f"  {name:8s} {description}")
+    runs = sorted(p.parent for p in args.runs_dir.glob("*/config.json")) if args.runs_dir.is_dir() else []
+    print(f"runs in {args.runs_dir}: {len(runs) if runs else 'none'}")
+    for run in runs:
+        try:
+            config = json.loads((run / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            print(f"  {run.name:40s} (unreadable config.json)")
+            continue
+        from .train import read_metrics_lines
+
+        rows = read_metrics_lines(run / "metrics.jsonl")
+        done = rows[-1]["epoch"] if rows else 0
+        elbo = f"test ELBO {rows[-1]['test_elbo']:.3f}" if rows else "no epochs yet"
+        print(f"  {run.name:40s} {config.get('dataset', '?'):7s} epoch {done}/{config.get('epochs', '?')}  {elbo}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
+        if args.command == "bench":
+            from .bench import run_bench
+
+            return run_bench(args)
+        return cmd_list(args)
+    except USER_ERRORS as e:
+        sys.stderr.write(f"vaebook: error: {e}\n")
+        return 2
+    except TrainingDiverged as e:
+        sys.stderr.write(f"vaebook: training stopped: {e}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("vaebook: interrupted; the last checkpoint is intact\n")
+        return 130
