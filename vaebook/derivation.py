@@ -380,7 +380,7 @@ class Derivation:
                 reason = self._reason(s).replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
                 tag = rf"\text{{{reason}}}"
             else:
-                tag = rf"\text{{({i})}}"
+                tag = rf"\text{{[{i}]}}"  # brackets: not to be confused with equation numbers
             lines.append(rf"{RELATIONS[s.relation]}\ & {lx(s.expr)} && {tag}")
         return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
@@ -389,7 +389,7 @@ class Derivation:
 
     def _repr_markdown_(self) -> str:
         """The chain with numbered steps, and the numbered reasons below it."""
-        reasons = "\n".join(f"{i}. {self._reason(s)}" for i, s in enumerate(self.steps, 1))
+        reasons = "\n".join(f"- [{i}] {self._reason(s)}" for i, s in enumerate(self.steps, 1))
         return f"$$\n{self.latex(reasons=False)}\n$$\n\n{reasons}\n\n*{self.verdict()}.*\n"
 
     def __repr__(self) -> str:
