@@ -1,0 +1,147 @@
+"""The command line, run as users run it: ``python -m vaebook`` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--hidden-dims", "32", "--latent-dim", "4", "--batch-size", "256", "--threads", "1", "--no-progress"]
+
+
+def vaebook(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "vaebook", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def in_process(capsys, *args):
+    """Same CLI entry point without a new interpreter (for variations of an already covered case)."""
+    from vaebook.cli import main
+
+    code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, "", capsys.readouterr().err)
+
+
+def assert_usage_error(result, *fragments):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("cli")
+    result = vaebook("train", "--dataset", "digits", "--epochs", "2", "--run-name", "r", *SMALL, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return cwd, cwd / "runs" / "r"
+
+
+def test_train_writes_run_under_default_runs_folder(trained_run):
+    cwd, run = trained_run
+    assert (run / "metrics.json").is_file() and (run / "provenance.json").is_file()
+    assert json.loads((run / "config.json").read_text())["out_dir"] == "runs"
+
+
+def test_evaluate_reports_consistent_bounds(trained_run):
+    cwd, run = trained_run
+    result = vaebook("evaluate", run, "--k", "500", "--iwae-k", "20", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["elbo"] <= ev["iwae_20"] <= ev["log_likelihood"]
+    assert ev["consistent"] and ev["examples"] == 359
+    assert "ELBO <= IWAE-20 <= estimate: yes" in result.stdout
+
+
+def test_list_shows_datasets_and_runs(trained_run):
+    cwd, _ = trained_run
+    result = vaebook("list", cwd=cwd)
+    assert result.returncode == 0
+    for name in ("digits", "mnist", "ppca", "r ", "epoch 2/2"):
+        assert name in result.stdout
+
+
+def test_train_from_config_file_and_progress_bar(tmp_path):
+    (tmp_path / "cfg.json").write_text(json.dumps({"dataset": "digits", "epochs": 1, "hidden_dims": [16], "latent_dim": 2}))
+    result = vaebook("train", "--config", "cfg.json", "--run-name", "c", "--epochs", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((tmp_path / "runs/c/config.json").read_text())
+    assert config["epochs"] == 2 and config["hidden_dims"] == [16]  # flags override the file
+    assert "elbo=" in result.stderr and "step" in result.stderr  # tqdm bar with the running ELBO
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bench"], ["list"]])
+def test_help(command, tmp_path):
+    result = vaebook(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_cli_names_match_the_library():
+    from vaebook import cli, data
+
+    assert cli.DATASET_NAMES == tuple(data.DATASETS) and cli.BINARIZATION_NAMES == data.BINARIZATIONS
+
+
+def test_bench_runs_small(tmp_path):
+    result = vaebook("bench", "--steps", "3", "--rounds", "1", "--ll-k", "20", "--ll-examples", "10",
+                     "--ll-loop-examples", "10", "--threads", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "examples/s" in result.stdout and "ratio" in result.stdout and "vectorised" in result.stdout
+
+
+def test_unknown_dataset(tmp_path):
+    assert_usage_error(vaebook("train", "--dataset", "cifar10", cwd=tmp_path), "cifar10")
+
+
+def test_missing_mnist_folder(tmp_path, capsys):
+    result = vaebook("train", "--dataset", "mnist", "--data-dir", tmp_path / "nope", cwd=tmp_path)
+    assert_usage_error(result, "does not exist", "yann.lecun.com")
+    (tmp_path / "empty").mkdir()
+    assert_usage_error(in_process(capsys, "train", "--dataset", "mnist", "--data-dir", tmp_path / "empty"),
+                       "missing MNIST files")
+    assert_usage_error(in_process(capsys, "train", "--dataset", "mnist"), "data-dir")
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_non_positive_epochs(value, tmp_path):
+    assert_usage_error(vaebook("train", "--epochs", value, cwd=tmp_path), "--epochs")
+
+
+def test_batch_size_larger_than_data(tmp_path):
+    assert_usage_error(vaebook("train", "--batch-size", "100000", cwd=tmp_path), "larger than the training set")
+
+
+def test_config_file_with_unknown_keys_or_bad_values(tmp_path, capsys, monkeypatch):
+    (tmp_path / "bad.json").write_text(json.dumps({"epochs": 2, "learning_rate": 0.1}))
+    assert_usage_error(vaebook("train", "--config", "bad.json", cwd=tmp_path), "learning_rate")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    assert_usage_error(in_process(capsys, "train", "--config", "broken.json"), "broken.json")
+    assert_usage_error(in_process(capsys, "train", "--config", "absent.json"), "absent.json")
+    (tmp_path / "neg.json").write_text(json.dumps({"epochs": -1}))
+    assert_usage_error(in_process(capsys, "train", "--config", "neg.json"), "epochs")
+
+
+def test_truncated_checkpoint(trained_run, tmp_path, capsys):
+    _, run = trained_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in run.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    data = (copy / "model.safetensors").read_bytes()
+    (copy / "model.safetensors").write_bytes(data[: len(data) // 3])
+    assert_usage_error(vaebook("evaluate", copy, "--k", "10", cwd=tmp_path), "truncated or corrupt")
+    assert_usage_error(in_process(capsys, "train", "--resume", copy, "--epochs", "3"), "truncated or corrupt")
+    (copy / "model.safetensors").write_bytes(b"")
+    assert_usage_error(in_process(capsys, "evaluate", copy), "model.safetensors")
+
+
+def test_not_a_run_folder(tmp_path, capsys):
+    assert_usage_error(vaebook("evaluate", tmp_path, cwd=tmp_path), "not a run folder")
+    assert_usage_error(in_process(capsys, "train", "--resume", tmp_path / "x"), "config.json")
