@@ -236,3 +236,19 @@ def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
     assert float(grad.subs(vals)) == pytest.approx(fd, abs=1e-8)
     with pytest.raises(ValueError):
         interpret(sp.Derivative(KL_prior, fam.q[2]))
+
+
+def test_gaussian_integrals_match_numerical_quadrature_and_reject_other_integrands():
+    from vaebook.families import normal_pdf
+    from vaebook.variational import gaussian_integrals
+
+    z1, z2 = sp.symbols("z_1 z_2", real=True)
+    vals = {"m1": 0.3, "v1": 0.7, "m2": -1.1, "v2": 1.9}
+    dens = {z1: (sp.Float(vals["m1"]), sp.Float(vals["v1"])), z2: (sp.Float(vals["m2"]), sp.Float(vals["v2"]))}
+    f = (z1**2 * z2 + 3 * z2**2 - z1) * normal_pdf(z1, *dens[z1]) * normal_pdf(z2, *dens[z2])
+    exact = float(gaussian_integrals(sp.Integral(f, (z1, -sp.oo, sp.oo), (z2, -sp.oo, sp.oo)), dens))
+    fn = sp.lambdify((z1, z2), f)
+    ref = integrate.dblquad(lambda b, a: fn(a, b), -15, 15, -15, 15)[0]
+    assert exact == pytest.approx(ref, abs=1e-7)
+    with pytest.raises(ValueError):
+        gaussian_integrals(sp.Integral(sp.exp(z1) * normal_pdf(z1, 0, 1), (z1, -sp.oo, sp.oo)), {z1: (0, 1)})
