@@ -199,3 +199,18 @@ def test_linear_vae_trained_on_ppca_reaches_the_mle():
     reached = model.exact_log_likelihood(x).mean().item()
     assert reached <= target + 1e-6  # the MLE is the maximum
     assert target - reached < 0.01
+
+
+def test_bounds_from_the_same_draws_are_ordered_and_unbiased():
+    model = small_vae()
+    x = torch.rand(40, 12).bernoulli()
+    torch.manual_seed(3)
+    est = estimate_log_likelihood(model, x, k=600, max_elements=3000, data_chunk=16, bound_ks=(1, 10, 50))
+    b1, b10, b50 = est.bounds[1], est.bounds[10], est.bounds[50]
+    assert (b1 <= b10 + 1e-5).all() and (b10 <= b50 + 1e-5).all() and (b50 <= est.per_example + 1e-5).all()
+    with torch.no_grad():  # same quantities from independent draws agree on average
+        elbo = torch.stack([elbo_terms(model, x, analytic_kl=False).elbo for _ in range(300)]).mean(0)
+        iwae10 = torch.stack([iwae_bound(model, x, 10) for _ in range(60)]).mean(0)
+    assert (b1 - elbo).abs().mean() < 0.05 and (b10 - iwae10).abs().mean() < 0.05
+    with pytest.raises(ValueError, match="divide"):
+        estimate_log_likelihood(model, x, k=100, bound_ks=(30,))

@@ -17,7 +17,7 @@ scalar training loss is the *mean over the batch* of the negative ELBO.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
@@ -88,25 +88,40 @@ class LikelihoodEstimate:
     stderr: float  # standard error of ``mean`` over examples
     per_example: torch.Tensor  # (N,) estimate for each example
     k: int
+    bounds: dict[int, torch.Tensor] = field(default_factory=dict)  # {k': (N,) IWAE-k' from the same draws}
 
 
 @torch.no_grad()
 def estimate_log_likelihood(
-    model: VAE, x: torch.Tensor, k: int = 5000, max_elements: int = 1 << 24, data_chunk: int = 256
+    model: VAE,
+    x: torch.Tensor,
+    k: int = 5000,
+    max_elements: int = 1 << 24,
+    data_chunk: int = 256,
+    bound_ks: tuple[int, ...] = (),
 ) -> LikelihoodEstimate:
     """Estimate log p(x) for every row of x (N, D) with k importance samples from q(z|x).
 
     Vectorised over a chunk of ``data_chunk`` examples and as many samples as keep
     the largest intermediate tensor (samples x examples x widest layer) under
     ``max_elements`` floats; sample chunks are combined with a running logsumexp.
+
+    ``bound_ks`` (each dividing k): IWAE-k' bounds from the *same* draws, averaged
+    over the k/k' disjoint groups (k'=1 is the Monte Carlo ELBO). By Jensen's
+    inequality they are ordered exactly: ELBO <= IWAE-k' <= IWAE-k'' <= estimate
+    for k' <= k'' with k' | k''.
     """
+    if any(k % kb for kb in bound_ks):
+        raise ValueError(f"every bound k must divide k={k}, got {bound_ks}")
     was_training = model.training
     model.eval()
     width = max([model.data_dim] + [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)])
-    parts = []
+    align = max(bound_ks, default=1)  # sample chunks hold whole groups of every bound
+    parts, bound_parts = [], {kb: [] for kb in bound_ks}
     for xb in x.split(data_chunk):  # xb: (b, D)
         b = xb.shape[0]
-        samples_per_chunk = max(1, min(k, max_elements // (b * width)))
+        samples_per_chunk = max(align, min(k, max_elements // (b * width)) // align * align)
+        bound_sums = {kb: torch.zeros(b, device=x.device) for kb in bound_ks}  # (b,) each
         q = model.posterior(xb)  # batch (b,), event (L,)
         prior = model.prior()
         acc = torch.full((b,), -math.inf, device=x.device, dtype=torch.float32)  # (b,)
@@ -115,12 +130,18 @@ def estimate_log_likelihood(
             z = q.sample((s,))  # (s, b, L)
             log_w = model.likelihood(z).log_prob(xb) + prior.log_prob(z) - q.log_prob(z)  # (s, b)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w.float(), dim=0))  # (b,)
+            for kb in bound_ks:
+                groups = log_w.float().reshape(s // kb, kb, b)  # (s/kb, kb, b)
+                bound_sums[kb] += (torch.logsumexp(groups, dim=1) - math.log(kb)).sum(0)  # (b,)
         parts.append(acc - math.log(k))
+        for kb in bound_ks:
+            bound_parts[kb].append(bound_sums[kb] / (k // kb))
     model.train(was_training)
     per_example = torch.cat(parts)  # (N,)
     n = per_example.numel()
     stderr = per_example.std().item() / math.sqrt(n) if n > 1 else float("nan")
-    return LikelihoodEstimate(per_example.mean().item(), stderr, per_example.cpu(), k)
+    bounds = {kb: torch.cat(v).cpu() for kb, v in bound_parts.items()}
+    return LikelihoodEstimate(per_example.mean().item(), stderr, per_example.cpu(), k, bounds)
 
 
 @torch.no_grad()
