@@ -1,0 +1,158 @@
+"""Gradients of an expectation with respect to the parameters of the distribution
+(chapter 8): the score-function (REINFORCE) and the pathwise (reparameterisation)
+estimators of ``d/dmu E_{N(mu, sigma^2)}[f(z)]``, their exact variances for a
+polynomial ``f`` and a seeded Monte Carlo study of their variances.
+
+For ``z ~ N(mu, sigma^2)`` and one draw, the two estimators are
+
+- score function (eq-rep-score): ``f(z) * d/dmu log N(z; mu, sigma^2) = f(z) (z - mu) / sigma^2``,
+  with ``z`` a sample that carries **no** gradient (``Normal.sample``);
+- pathwise (eq-rep-pathwise): ``d/dmu f(mu + sigma eps) = f'(mu + sigma eps)``, ``eps ~ N(0, 1)``,
+  with the gradient flowing through the sample (``Normal.rsample``).
+
+Both are computed here by autograd, not by the formulas above, so comparing them with
+the closed forms (:func:`exact_moments`) is a real check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import sympy as sp
+import torch
+from torch.distributions import Normal
+
+from .families import gaussian_moment
+from .plots import COLORS, figure, style
+
+__all__ = [
+    "torch_function",
+    "gaussian_polynomial_expectation",
+    "exact_moments",
+    "ExactMoments",
+    "score_function_estimates",
+    "pathwise_estimates",
+    "ESTIMATORS",
+    "variance_with_stderr",
+    "replicate_variance",
+    "plot_variance_study",
+]
+
+DTYPE = torch.float64
+
+
+def torch_function(expr: sp.Expr, z: sp.Symbol) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A polynomial ``expr`` in ``z`` as a function of a tensor (pure arithmetic, so
+    autograd differentiates through it)."""
+    if not sp.sympify(expr).is_polynomial(z):
+        raise ValueError(f"expected a polynomial in {z}, got {expr}")
+    return sp.lambdify(z, expr, modules=[{}])
+
+
+def gaussian_polynomial_expectation(poly: sp.Expr, z: sp.Symbol, mu, sigma) -> sp.Expr:
+    """``E[poly(z)]`` for ``z ~ N(mu, sigma^2)``, exactly, from the Gaussian moments."""
+    p = sp.Poly(sp.expand(poly), z)
+    return sp.expand(sum(c * gaussian_moment(j, mu, sigma**2) for (j,), c in p.terms()))
+
+
+@dataclass(frozen=True)
+class ExactMoments:
+    """Closed forms, as functions of ``mu`` and ``sigma``, for a polynomial ``f``."""
+
+    gradient: sp.Expr  # d/dmu E[f(z)]
+    score_mean: sp.Expr  # E[f(z) (z - mu)/sigma^2]
+    pathwise_mean: sp.Expr  # E[f'(z)]
+    score_variance: sp.Expr  # Var of one score-function draw
+    pathwise_variance: sp.Expr  # Var of one pathwise draw
+
+
+def exact_moments(f: sp.Expr, z: sp.Symbol, mu: sp.Symbol, sigma: sp.Symbol) -> ExactMoments:
+    """Means and single-draw variances of both estimators of ``d/dmu E[f(z)]`` for
+    ``z ~ N(mu, sigma^2)`` and a polynomial ``f``, all exact (Gaussian moments)."""
+    E = lambda g: gaussian_polynomial_expectation(g, z, mu, sigma)  # noqa: E731
+    score = f * (z - mu) / sigma**2  # one score-function draw
+    path = sp.diff(f, z)  # one pathwise draw, f'(z) with z = mu + sigma eps
+    gradient = sp.expand(sp.diff(E(f), mu))
+    var = lambda g: sp.factor(sp.expand(E(g**2) - E(g) ** 2))  # noqa: E731
+    return ExactMoments(gradient, sp.expand(sp.cancel(E(sp.expand(score)))), E(path),
+                        var(sp.expand(score)), var(path))
+
+
+# --------------------------------------------------------------------- estimators
+
+
+def score_function_estimates(f: Callable, mu: float, sigma: float, shape: Sequence[int],
+                             generator: torch.Generator) -> torch.Tensor:
+    """Independent single-draw score-function estimates ``f(z) d/dmu log N(z; mu, sigma^2)``,
+    tensor of ``shape``. The score is computed by autograd through ``log_prob``; ``z``
+    is detached, exactly what ``Normal(mu, sigma).sample()`` returns."""
+    mu_t = torch.full(tuple(shape), float(mu), dtype=DTYPE, requires_grad=True)  # shape
+    eps = torch.randn(tuple(shape), generator=generator, dtype=DTYPE)  # shape
+    z = (mu_t + sigma * eps).detach()  # shape; a sample, no gradient
+    log_q = Normal(mu_t, sigma).log_prob(z)  # shape
+    (score,) = torch.autograd.grad(log_q.sum(), mu_t)  # shape; d/dmu log N(z_i; mu, sigma^2)
+    return f(z) * score  # shape
+
+
+def pathwise_estimates(f: Callable, mu: float, sigma: float, shape: Sequence[int],
+                       generator: torch.Generator) -> torch.Tensor:
+    """Independent single-draw pathwise estimates ``d/dmu f(mu + sigma eps)``, tensor of
+    ``shape``; autograd differentiates through the sample (``rsample``'s construction)."""
+    mu_t = torch.full(tuple(shape), float(mu), dtype=DTYPE, requires_grad=True)  # shape
+    eps = torch.randn(tuple(shape), generator=generator, dtype=DTYPE)  # shape
+    z = mu_t + sigma * eps  # shape; differentiable in mu
+    (grad,) = torch.autograd.grad(f(z).sum(), mu_t)  # shape; f'(z_i)
+    return grad
+
+
+ESTIMATORS = {"score function": score_function_estimates, "pathwise": pathwise_estimates}
+
+
+def variance_with_stderr(x: torch.Tensor) -> tuple[float, float]:
+    """Unbiased sample variance of a 1-D tensor and its standard error,
+    ``sqrt((m4 - s^4)/N)`` with the sample fourth central moment ``m4``."""
+    n = x.numel()
+    d2 = (x - x.mean()) ** 2  # (N,)
+    v = float(d2.sum() / (n - 1))
+    return v, float(((d2**2).mean() - v**2).clamp_min(0).sqrt() / n**0.5)
+
+
+def replicate_variance(estimator: Callable, f: Callable, mu: float, sigma: float, n_samples: int,
+                       replicates: int, seed: int) -> tuple[float, float]:
+    """Variance (and its standard error) over ``replicates`` independent runs of the
+    ``n_samples``-draw average of ``estimator``; seeded."""
+    g = torch.Generator().manual_seed(seed)
+    draws = estimator(f, mu, sigma, (replicates, n_samples), g)  # (R, n)
+    return variance_with_stderr(draws.mean(1))  # over (R,)
+
+
+# ------------------------------------------------------------------------- figure
+
+
+def plot_variance_study(n_values, by_n: dict, exact_by_n: dict, sigmas, by_sigma: dict,
+                        exact_sigma_grid, exact_by_sigma: dict, sigma_fixed: float, mu: float):
+    """Two log-log panels: estimator variance against the number of samples (at
+    ``sigma_fixed``) and single-draw variance against ``sigma``; Monte Carlo markers
+    over exact curves. Dicts are keyed by estimator name."""
+    fig, (ax1, ax2) = figure(2, 1, width=4.8, height=3.6)
+    colors = {"score function": COLORS["reverse"], "pathwise": COLORS["q"]}
+    with style():
+        for name, c in colors.items():
+            ax1.plot(n_values, exact_by_n[name], color=c, label=f"{name}, exact")
+            ax1.plot(n_values, by_n[name], "o", color=c, mfc="white", label=f"{name}, Monte Carlo")
+            ax2.plot(exact_sigma_grid, exact_by_sigma[name], color=c, label=f"{name}, exact")
+            ax2.plot(sigmas, by_sigma[name], "o", color=c, mfc="white", label=f"{name}, Monte Carlo")
+        for ax in (ax1, ax2):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_ylabel("variance of the gradient estimate")
+        ax1.set_xlabel("number of samples $n$")
+        ax1.set_title(rf"$\mu = {mu:g}$, $\sigma = {sigma_fixed:g}$")
+        ax2.set_xlabel(r"$\sigma$")
+        ax2.set_title(rf"one sample, $\mu = {mu:g}$")
+        ax1.legend(fontsize=8, loc="lower left")
+    plt.close(fig)
+    return fig
