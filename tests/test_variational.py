@@ -50,7 +50,7 @@ def test_jensen_log_certificate_is_the_gap_and_nonnegative_numerically():
     for _ in range(20):
         qv = rng.dirichlet(np.ones(3))
         yv = rng.exponential(size=3)
-        vals = {**dict(zip(q, qv)), **dict(zip(y, yv))}
+        vals = {**dict(zip(q, qv, strict=False)), **dict(zip(y, yv, strict=False))}
         gap = math.log(qv @ yv) - qv @ np.log(yv)
         assert float(cert.expr.subs(vals)) == pytest.approx(gap, abs=1e-12)
         assert gap >= 0
@@ -59,11 +59,15 @@ def test_jensen_log_certificate_is_the_gap_and_nonnegative_numerically():
 def test_jensen_certificate_rejects_wrong_direction():
     q = sp.symbols("q_1:4", positive=True)
     y = sp.symbols("y_1:4", positive=True)
-    m = sum(a * b for a, b in zip(q, y))
+    m = sum(a * b for a, b in zip(q, y, strict=False))
     d = Derivation(sp.log(m), title="wrong way", given={q[-1]: 1 - q[0] - q[1]})
     with pytest.raises(StepError):
-        d.bound(sum(a * sp.log(b) for a, b in zip(q, y)), because="x",
-                gap=jensen_log_certificate(q, y), relation="<=")
+        d.bound(
+            sum(a * sp.log(b) for a, b in zip(q, y, strict=False)),
+            because="x",
+            gap=jensen_log_certificate(q, y),
+            relation="<=",
+        )
 
 
 def test_square_certificate_is_the_variance():
@@ -71,8 +75,10 @@ def test_square_certificate_is_the_variance():
     y = sp.symbols("y_1:4", real=True)
     cert = jensen_square_certificate(q, y)
     qv, yv = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 3.0])
-    vals = {**dict(zip(q, qv)), **dict(zip(y, yv))}
-    assert float(cert.expr.subs(vals)) == pytest.approx(np.cov(yv, aweights=qv, bias=True), rel=1e-12)
+    vals = {**dict(zip(q, qv, strict=False)), **dict(zip(y, yv, strict=False))}
+    assert float(cert.expr.subs(vals)) == pytest.approx(
+        np.cov(yv, aweights=qv, bias=True), rel=1e-12
+    )
 
 
 def test_jensen_gap_certificate_matches_kl_on_finite_family_numerically():
@@ -80,7 +86,11 @@ def test_jensen_gap_certificate_matches_kl_on_finite_family_numerically():
     cert = jensen_gap_certificate(fam).expr
     rng = np.random.default_rng(2)
     qv, pv, lv = rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(3)), rng.uniform(0.1, 2, 3)
-    vals = {**dict(zip(fam.q, qv)), **dict(zip(fam.pi, pv)), **dict(zip(fam.lik, lv))}
+    vals = {
+        **dict(zip(fam.q, qv, strict=False)),
+        **dict(zip(fam.pi, pv, strict=False)),
+        **dict(zip(fam.lik, lv, strict=False)),
+    }
     post = pv * lv / (pv @ lv)
     assert float(cert.subs(vals)) == pytest.approx(np.sum(qv * np.log(qv / post)), abs=1e-12)
 
@@ -120,18 +130,24 @@ def test_elbo_matches_monte_carlo_and_equals_evidence_at_posterior():
     m, v = 0.3, 0.4
     rng = np.random.default_rng(3)
     z = m + math.sqrt(v) * rng.standard_normal(200_000)
-    terms = (stats.norm.logpdf(z) + stats.norm.logpdf(x[None], np.outer(z, w) + b, math.sqrt(s2)).sum(1)
-             - stats.norm.logpdf(z, m, math.sqrt(v)))
+    terms = (
+        stats.norm.logpdf(z)
+        + stats.norm.logpdf(x[None], np.outer(z, w) + b, math.sqrt(s2)).sum(1)
+        - stats.norm.logpdf(z, m, math.sqrt(v))
+    )
     se = terms.std() / math.sqrt(len(z))
     assert abs(ppca1_elbo(x, w, b, s2, m, v)[0] - terms.mean()) < 4 * se
     mp, vp = ppca1_posterior(x, w, b, s2)
-    assert ppca1_elbo(x, w, b, s2, mp, vp)[0] == pytest.approx(ppca1_log_evidence(x, w, b, s2)[0], abs=1e-12)
+    assert ppca1_elbo(x, w, b, s2, mp, vp)[0] == pytest.approx(
+        ppca1_log_evidence(x, w, b, s2)[0], abs=1e-12
+    )
     assert ppca1_elbo(x, w, b, s2, m, v)[0] < ppca1_log_evidence(x, w, b, s2)[0]
 
 
 def test_elbo_matches_symbolic_family_for_scalar_x():
     lg = LinearGaussian()
     from vaebook.notation import ELBO
+
     vals = {lg.x: 1.2, lg.w: 1.5, lg.b: 0.5, lg.s: 0.8, lg.m: 0.2, lg.v: 0.3}
     ref = float(lg.interpret(ELBO).subs(vals))
     ours = ppca1_elbo([[1.2]], [1.5], [0.5], 0.64, 0.2, 0.3)[0]
@@ -160,7 +176,11 @@ def test_em_is_monotone_and_converges_to_closed_form_mle():
     w_mle, b_mle, s2_mle = ppca1_mle(X)
     assert np.allclose(w * np.sign(w[0]), w_mle, atol=1e-4)
     assert np.allclose(b, b_mle, atol=1e-8) and s2 == pytest.approx(s2_mle, rel=1e-4)
-    ref = stats.multivariate_normal(b_mle, s2_mle * np.eye(2) + np.outer(w_mle, w_mle)).logpdf(X).mean()
+    ref = (
+        stats.multivariate_normal(b_mle, s2_mle * np.eye(2) + np.outer(w_mle, w_mle))
+        .logpdf(X)
+        .mean()
+    )
     assert hist.log_evidence[-1] == pytest.approx(ref, abs=1e-8)
     assert plot_em_history(hist, ref).axes  # draws
 
@@ -182,8 +202,9 @@ def test_beta_optimum_matches_numerical_optimisation(beta):
     vals = {lg.x: 1.2, lg.w: 1.5, lg.b: 0.5, lg.s: 0.8}
     objective, _, _ = beta_objective(lg, beta)
     f = sp.lambdify((lg.m, lg.v), objective.subs(vals))
-    res = optimize.minimize(lambda p: -f(p[0], math.exp(p[1])), [0.0, 0.0], method="BFGS",
-                            options={"gtol": 1e-10})
+    res = optimize.minimize(
+        lambda p: -f(p[0], math.exp(p[1])), [0.0, 0.0], method="BFGS", options={"gtol": 1e-10}
+    )
     m_opt, v_opt = beta_optimum(lg, sp.nsimplify(beta))
     assert float(m_opt.subs(vals)) == pytest.approx(res.x[0], abs=1e-5)
     assert float(v_opt.subs(vals)) == pytest.approx(math.exp(res.x[1]), rel=1e-5)
@@ -202,11 +223,15 @@ def test_beta_one_is_posterior():
 def test_gaussian_nll_matches_scipy_and_omissions():
     rng = np.random.default_rng(4)
     x, mu, var = rng.standard_normal(5), rng.standard_normal(5), rng.uniform(0.2, 2, 5)
-    assert gaussian_nll(x, mu, var) == pytest.approx(-stats.norm.logpdf(x, mu, np.sqrt(var)).sum(), abs=1e-12)
+    assert gaussian_nll(x, mu, var) == pytest.approx(
+        -stats.norm.logpdf(x, mu, np.sqrt(var)).sum(), abs=1e-12
+    )
     assert gaussian_nll(x, mu, var, keep_constant=False) == pytest.approx(
-        gaussian_nll(x, mu, var) - 2.5 * math.log(2 * math.pi), abs=1e-12)
+        gaussian_nll(x, mu, var) - 2.5 * math.log(2 * math.pi), abs=1e-12
+    )
     assert gaussian_nll(x, mu, var, keep_log_var=False) == pytest.approx(
-        gaussian_nll(x, mu, var) - 0.5 * np.log(var).sum(), abs=1e-12)
+        gaussian_nll(x, mu, var) - 0.5 * np.log(var).sum(), abs=1e-12
+    )
 
 
 def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
@@ -215,7 +240,9 @@ def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
     logvar = torch.randn(4, 3, dtype=torch.float64)
     q = Independent(Normal(mu, (0.5 * logvar).exp()), 1)
     p = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
-    assert torch.allclose(kl_diag_gaussian_to_standard_normal(mu, logvar), kl_divergence(q, p), atol=1e-12)
+    assert torch.allclose(
+        kl_diag_gaussian_to_standard_normal(mu, logvar), kl_divergence(q, p), atol=1e-12
+    )
     est, se = monte_carlo_kl_to_standard_normal(mu[0], logvar[0], 200_000, seed=1)
     assert 0 < se < 0.05
     assert abs(est - float(kl_divergence(q, p)[0])) < 4 * se
@@ -229,7 +256,7 @@ def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
     interpret = finite_gradient_interpretation(fam)
     grad = interpret(sp.Derivative(KL_prior, fam.q[0]))
     qv, pv = np.array([0.2, 0.5, 0.3]), np.array([0.3, 0.3, 0.4])
-    vals = {**dict(zip(fam.q, qv)), **dict(zip(fam.pi, pv))}
+    vals = {**dict(zip(fam.q, qv, strict=False)), **dict(zip(fam.pi, pv, strict=False))}
     kl = lambda q: np.sum(q * np.log(q / pv))  # noqa: E731
     h = 1e-6
     fd = (kl(qv + [h, 0, -h]) - kl(qv - [h, 0, -h])) / (2 * h)  # q_1 up, q_3 down
@@ -244,11 +271,18 @@ def test_gaussian_integrals_match_numerical_quadrature_and_reject_other_integran
 
     z1, z2 = sp.symbols("z_1 z_2", real=True)
     vals = {"m1": 0.3, "v1": 0.7, "m2": -1.1, "v2": 1.9}
-    dens = {z1: (sp.Float(vals["m1"]), sp.Float(vals["v1"])), z2: (sp.Float(vals["m2"]), sp.Float(vals["v2"]))}
+    dens = {
+        z1: (sp.Float(vals["m1"]), sp.Float(vals["v1"])),
+        z2: (sp.Float(vals["m2"]), sp.Float(vals["v2"])),
+    }
     f = (z1**2 * z2 + 3 * z2**2 - z1) * normal_pdf(z1, *dens[z1]) * normal_pdf(z2, *dens[z2])
-    exact = float(gaussian_integrals(sp.Integral(f, (z1, -sp.oo, sp.oo), (z2, -sp.oo, sp.oo)), dens))
+    exact = float(
+        gaussian_integrals(sp.Integral(f, (z1, -sp.oo, sp.oo), (z2, -sp.oo, sp.oo)), dens)
+    )
     fn = sp.lambdify((z1, z2), f)
     ref = integrate.dblquad(lambda b, a: fn(a, b), -15, 15, -15, 15)[0]
     assert exact == pytest.approx(ref, abs=1e-7)
     with pytest.raises(ValueError):
-        gaussian_integrals(sp.Integral(sp.exp(z1) * normal_pdf(z1, 0, 1), (z1, -sp.oo, sp.oo)), {z1: (0, 1)})
+        gaussian_integrals(
+            sp.Integral(sp.exp(z1) * normal_pdf(z1, 0, 1), (z1, -sp.oo, sp.oo)), {z1: (0, 1)}
+        )

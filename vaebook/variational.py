@@ -72,20 +72,22 @@ def jensen_log_certificate(q, y) -> Nonneg:
     ``sum_k q_k = 1``: expanding, ``sum_k q_k y_k / m = 1`` cancels ``sum_k q_k = 1`` and
     ``sum_k q_k log m = log m``. ``q`` and ``y`` are sequences of positive expressions.
     """
-    m = sp.Add(*(qk * yk for qk, yk in zip(q, y)))
+    m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=False)))
     h = log_tangent_lemma()
-    return Nonneg.total([h.at(yk / m).scale(qk) for qk, yk in zip(q, y)])
+    return Nonneg.total([h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=False)])
 
 
 def jensen_square_certificate(q, y) -> Nonneg:
     """Certificate of ``sum_k q_k y_k**2 - (sum_k q_k y_k)**2 >= 0`` (Jensen for the
     convex ``y**2``, the inequality the other way round): the difference is the variance
     ``sum_k q_k (y_k - m)**2`` when ``sum_k q_k = 1``. ``y`` real, ``q`` positive."""
-    m = sp.Add(*(qk * yk for qk, yk in zip(q, y)))
-    return Nonneg.total([
-        Nonneg.by_assumptions(qk * (yk - m) ** 2, "a probability times a square")
-        for qk, yk in zip(q, y)
-    ])
+    m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=False)))
+    return Nonneg.total(
+        [
+            Nonneg.by_assumptions(qk * (yk - m) ** 2, "a probability times a square")
+            for qk, yk in zip(q, y, strict=False)
+        ]
+    )
 
 
 def jensen_gap_certificate(family) -> Nonneg:
@@ -134,8 +136,9 @@ def finite_gradient_interpretation(family: FiniteLatent):
 
     def interpret(expr):
         concrete = family.interpret(expr)
-        return concrete.replace(lambda e: isinstance(e, sp.Derivative),
-                                lambda e: directional(e.expr, e.variables[0]))
+        return concrete.replace(
+            lambda e: isinstance(e, sp.Derivative), lambda e: directional(e.expr, e.variables[0])
+        )
 
     return interpret
 
@@ -343,8 +346,9 @@ def kl_diag_gaussian_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) 
     return -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=-1)  # (...)
 
 
-def monte_carlo_kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int,
-                                      seed: int = 0) -> tuple[float, float]:
+def monte_carlo_kl_to_standard_normal(
+    mu: torch.Tensor, logvar: torch.Tensor, n_samples: int, seed: int = 0
+) -> tuple[float, float]:
     """Monte Carlo estimate of ``KL(q || N(0, I))`` for one ``q = N(mu, diag exp(logvar))``
     (mu, logvar: (L,)): the mean of ``log q(z) - log p(z)`` over ``n_samples`` draws
     ``z ~ q`` (seeded), and its standard error. Densities from ``torch.distributions``."""
@@ -374,17 +378,38 @@ def plot_jensen_chords(q, y):
         for ax, f, name in ((axes[0], np.log, r"\log"), (axes[1], np.exp, r"\exp")):
             ey, ef = q @ y, q @ f(y)
             ax.plot(grid, f(grid), color=COLORS["true"], label=rf"$f(y) = {name} y$")
-            ax.scatter(y, f(y), s=40 + 300 * q, color=COLORS["q"], zorder=3,
-                       label=r"$(y_k, f(y_k))$, size $\propto q_k$")
-            ax.plot([ey], [f(ey)], "o", color=COLORS["bound"], ms=9, zorder=4,
-                    label=rf"$f(\mathbb{{E}}Y) = {f(ey):.3g}$")
-            ax.plot([ey], [ef], "s", color=COLORS["reverse"], ms=8, zorder=4,
-                    label=rf"$\mathbb{{E}}f(Y) = {ef:.3g}$")
+            ax.scatter(
+                y,
+                f(y),
+                s=40 + 300 * q,
+                color=COLORS["q"],
+                zorder=3,
+                label=r"$(y_k, f(y_k))$, size $\propto q_k$",
+            )
+            ax.plot(
+                [ey],
+                [f(ey)],
+                "o",
+                color=COLORS["bound"],
+                ms=9,
+                zorder=4,
+                label=rf"$f(\mathbb{{E}}Y) = {f(ey):.3g}$",
+            )
+            ax.plot(
+                [ey],
+                [ef],
+                "s",
+                color=COLORS["reverse"],
+                ms=8,
+                zorder=4,
+                label=rf"$\mathbb{{E}}f(Y) = {ef:.3g}$",
+            )
             ax.vlines(ey, min(ef, f(ey)), max(ef, f(ey)), color=COLORS["gap"], lw=3)
             ax.set_xlabel("$y$")
             ax.set_ylabel("$f(y)$")
             kind = "concave" if name == r"\log" else "convex"
-            ax.set_title(rf"{kind}: $f(\mathbb{{E}}Y)$ {'above' if kind == 'concave' else 'below'} $\mathbb{{E}}f(Y)$")
+            where = "above" if kind == "concave" else "below"
+            ax.set_title(rf"{kind}: $f(\mathbb{{E}}Y)$ {where} $\mathbb{{E}}f(Y)$")
             ax.legend(loc="upper left", fontsize=8)
     plt.close(fig)
     return fig
@@ -397,7 +422,7 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
     fig, axes = figure(ncols=2, width=4.6, height=3.6)
     palette = [COLORS["true"], COLORS["q"], COLORS["reverse"], COLORS["forward"]]
     with style():
-        for (label, r), c in zip(ratios.items(), palette):
+        for (label, r), c in zip(ratios.items(), palette, strict=False):
             axes[0].plot(z_grid, r, color=c, label=label)
         axes[0].set_yscale("log")
         axes[0].set_xlabel("latent $z$")
@@ -415,8 +440,9 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
     return fig
 
 
-def plot_ceiling_floor(w_grid, ceiling_w, floor_w, w0, m_grid, ceiling_m, floor_m, m_star,
-                       w_next=None):
+def plot_ceiling_floor(
+    w_grid, ceiling_w, floor_w, w0, m_grid, ceiling_m, floor_m, m_star, w_next=None
+):
     """Log-evidence (ceiling) and ELBO (floor), gap shaded. Left: against the model
     weight ``w`` for a fixed ``q`` (tuned to ``w0``; ``w_next``, if given, marks the
     maximiser of the floor); right: against the variational mean ``m`` at fixed ``w``
@@ -429,8 +455,14 @@ def plot_ceiling_floor(w_grid, ceiling_w, floor_w, w0, m_grid, ceiling_m, floor_
         ):
             ax.plot(g, ceil, color=COLORS["true"], label=r"ceiling $\log p_\theta(x)$")
             ax.plot(g, flo, color=COLORS["bound"], label=r"floor $\mathcal{L}(q, \theta)$")
-            ax.fill_between(g, flo, ceil, color=COLORS["gap"], alpha=0.3,
-                            label=r"gap $= \mathrm{KL}(q \| p_\theta(z|x))$")
+            ax.fill_between(
+                g,
+                flo,
+                ceil,
+                color=COLORS["gap"],
+                alpha=0.3,
+                label=r"gap $= \mathrm{KL}(q \| p_\theta(z|x))$",
+            )
             ax.axvline(mark, color="grey", ls=":", lw=1)
             ax.set_xlabel(xl)
             ax.set_ylabel("nats")
@@ -453,11 +485,15 @@ def plot_em_history(hist: EMHistory, mle_log_evidence: float | None = None, firs
     le, el = np.array(hist.log_evidence[:n]), np.array(hist.elbo[:n])
     fig, ax = figure(width=7.0, height=3.8)
     with style():
-        ax.plot(x, le, "-o", ms=4, color=COLORS["true"], label=r"$\log p_\theta(x)$ (mean per example)")
+        ax.plot(
+            x, le, "-o", ms=4, color=COLORS["true"], label=r"$\log p_\theta(x)$ (mean per example)"
+        )
         ax.plot(x, el, "-s", ms=4, color=COLORS["bound"], label=r"ELBO $\mathcal{L}(q, \theta)$")
         ax.fill_between(x, el, le, color=COLORS["gap"], alpha=0.3, label="gap = KL")
         if mle_log_evidence is not None:
-            ax.axhline(mle_log_evidence, color=COLORS["forward"], ls="--", label="maximum likelihood")
+            ax.axhline(
+                mle_log_evidence, color=COLORS["forward"], ls="--", label="maximum likelihood"
+            )
         ax.set_xlabel("EM iteration (integer: after E-step, half: after M-step)")
         ax.set_ylabel("nats per example")
         ax.set_title("variational EM: the E-step closes the gap, the M-step raises both")
@@ -473,8 +509,14 @@ def plot_beta_optimum(betas, m_opt, v_opt, recon, kl, m_post, v_post):
     with style():
         axes[0].plot(betas, m_opt, color=COLORS["q"], label=r"$m^*(\beta)$")
         axes[0].plot(betas, v_opt, color=COLORS["reverse"], label=r"$v^*(\beta)$")
-        axes[0].plot([1, 1], [m_post, v_post], "*", color=COLORS["true"], ms=12,
-                     label=r"true posterior ($\beta = 1$)")
+        axes[0].plot(
+            [1, 1],
+            [m_post, v_post],
+            "*",
+            color=COLORS["true"],
+            ms=12,
+            label=r"true posterior ($\beta = 1$)",
+        )
         axes[0].set_xscale("log")
         axes[0].set_xlabel(r"$\beta$")
         axes[0].set_ylabel("optimal parameter of $q$")
@@ -498,8 +540,15 @@ def plot_gaussian_nll_variance(var_grid, full, no_log_var, var_opt):
     its ``1/2 log var`` term (decreasing forever: no minimum)."""
     fig, ax = figure(width=5.6, height=3.8)
     with style():
-        ax.plot(var_grid, full, color=COLORS["q"], label=r"full $-\log \mathcal{N}(x; \mu, \sigma^2)$")
-        ax.plot(var_grid, no_log_var, color=COLORS["reverse"], label=r"without $\frac{1}{2} \log \sigma^2$")
+        ax.plot(
+            var_grid, full, color=COLORS["q"], label=r"full $-\log \mathcal{N}(x; \mu, \sigma^2)$"
+        )
+        ax.plot(
+            var_grid,
+            no_log_var,
+            color=COLORS["reverse"],
+            label=r"without $\frac{1}{2} \log \sigma^2$",
+        )
         ax.axvline(var_opt, color="grey", ls=":", label=rf"mean squared residual {var_opt:.3g}")
         ax.set_xscale("log")
         full, no_log_var = np.asarray(full), np.asarray(no_log_var)
