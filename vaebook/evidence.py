@@ -22,8 +22,8 @@ on a linear-Gaussian decoder whose evidence is known in closed form
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +73,8 @@ class TanhDecoder:
         self.latent_dim, self.n_pixels, self.hidden = latent_dim, n_pixels, hidden
         self.W1 = scale * torch.randn(latent_dim, hidden, generator=g, dtype=DTYPE)  # (d, H)
         self.b1 = 0.5 * torch.randn(hidden, generator=g, dtype=DTYPE)  # (H,)
-        self.W2 = 3.0 * torch.randn(hidden, n_pixels, generator=g, dtype=DTYPE) / math.sqrt(hidden)  # (H, P)
+        self.W2 = torch.randn(hidden, n_pixels, generator=g, dtype=DTYPE)  # (H, P)
+        self.W2 *= 3.0 / math.sqrt(hidden)
         self.b2 = torch.zeros(n_pixels, dtype=DTYPE)  # (P,)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -250,7 +251,7 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
         ax0.set_ylabel("decoder evaluations")
         ax0.set_title("cost of a grid: $n^d$")
         ax0.legend()
-        for color, d in zip(palette, sweeps):
+        for color, d in zip(palette, sweeps, strict=False):
             evals, err = sweeps[d]
             ax1.loglog(evals, err, "o-", ms=3, color=color, label=f"$d = {d}$")
         ax1.axhline(target, color="grey", ls="--", lw=1, label=f"{target:.0%} error")
@@ -258,7 +259,7 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
         ax1.set_ylabel(r"relative error of $p(x)$")
         ax1.set_title("grid quadrature: error vs cost")
         ax1.legend(fontsize=9)
-    plt_close(fig)
+    _close(fig)
     return fig
 
 
@@ -279,18 +280,18 @@ def plot_monte_carlo_spread(ratios: np.ndarray, n_samples_hist: int, sample_size
         ax0.set_title(f"naive Monte Carlo, $S = {n_samples_hist}$")
         ax0.legend(fontsize=9)
         S = np.asarray(sample_sizes, dtype=float)
-        for color, d in zip(palette, rms_errors):
+        for color, d in zip(palette, rms_errors, strict=False):
             ax1.loglog(S, rms_errors[d], "o", color=color, label=f"$d = {d}$")
             ax1.loglog(S, np.sqrt(predicted[d] / S), "--", lw=1, color=color)
         ax1.set_xlabel("samples $S$")
         ax1.set_ylabel("relative error (RMS)")
         ax1.set_title(r"error vs samples; dashed: $\sqrt{\rho / S}$")
         ax1.legend(fontsize=9)
-    plt_close(fig)
+    _close(fig)
     return fig
 
 
-def plt_close(fig) -> None:
+def _close(fig) -> None:
     """Close ``fig`` so the notebook shows it once, as the cell's value."""
     import matplotlib.pyplot as plt
 
