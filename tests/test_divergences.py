@@ -30,12 +30,13 @@ TARGET = GaussianMixture1D.bimodal(5.0, left_weight=0.3)
 
 
 def mixture_pdf_scipy(z, p):
-    return sum(w * stats.norm.pdf(z, mu, sd) for w, mu, sd in zip(p.weights, p.means, p.stds))
+    parts = zip(p.weights, p.means, p.stds, strict=True)
+    return sum(w * stats.norm.pdf(z, mu, sd) for w, mu, sd in parts)
 
 
 def mixture_logpdf_scipy(z, p):
     return special.logsumexp([math.log(w) + stats.norm.logpdf(z, mu, sd)
-                              for w, mu, sd in zip(p.weights, p.means, p.stds)])
+                              for w, mu, sd in zip(p.weights, p.means, p.stds, strict=False)])
 
 
 def kl_quad(log_f, log_g, lo=-40, hi=40):
@@ -63,7 +64,8 @@ def test_mixture_moments_match_quadrature():
 def test_reverse_and_forward_kl_match_scipy_quad(m, s):
     q = lambda t: stats.norm.logpdf(t, m, s)  # noqa: E731
     p = lambda t: mixture_logpdf_scipy(t, TARGET)  # noqa: E731
-    assert reverse_kl(m, s, TARGET.log_prob).item() == pytest.approx(kl_quad(q, p), rel=1e-7, abs=1e-9)
+    expected = kl_quad(q, p)
+    assert reverse_kl(m, s, TARGET.log_prob).item() == pytest.approx(expected, rel=1e-7, abs=1e-9)
     assert forward_kl(m, s, TARGET).item() == pytest.approx(kl_quad(p, q), rel=1e-7, abs=1e-9)
 
 
@@ -119,7 +121,8 @@ def test_gaussian_integrals_interpretation_checks_and_rejects():
     s = sp.Symbol("s", positive=True)
     Q = sp.Symbol("q(z)", positive=True)
     interp = GaussianIntegrals({Q: normal_pdf(z, m, s**2)})
-    d = Derivation(sp.Integral(Q * z**2, (z, -sp.oo, sp.oo)), title="second moment", interpret=interp)
+    start = sp.Integral(Q * z**2, (z, -sp.oo, sp.oo))
+    d = Derivation(start, title="second moment", interpret=interp)
     d.step(m**2 + s**2, because="variance plus squared mean")
     with pytest.raises(StepError):
         d.step(m**2, because="wrong")
@@ -129,7 +132,8 @@ def test_negative_elbo_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(4, 6, generator=g) > 0.5).double()
     logits = torch.randn(4, 6, generator=g, dtype=torch.float64)
-    mu, logvar = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    mu = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(4, 3, generator=g, dtype=torch.float64)
     kl = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
     assert torch.allclose(kl_diag_gaussian_to_standard_normal(mu, logvar), kl)
     elbo = Bernoulli(logits=logits).log_prob(x).sum(-1) - kl

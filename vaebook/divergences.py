@@ -23,8 +23,8 @@ the fitted parameters are the same on every run and every machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -87,11 +87,12 @@ class GaussianMixture1D:
 
     def mean(self) -> float:
         """``E_p[z] = sum_k w_k mu_k`` (closed form)."""
-        return float(sum(w * m for w, m in zip(self.weights, self.means)))
+        return float(sum(w * m for w, m in zip(self.weights, self.means, strict=True)))
 
     def variance(self) -> float:
         """``Var_p[z] = sum_k w_k (sigma_k^2 + mu_k^2) - E_p[z]^2`` (closed form)."""
-        second = sum(w * (s**2 + m**2) for w, m, s in zip(self.weights, self.means, self.stds))
+        parts = zip(self.weights, self.means, self.stds, strict=True)
+        second = sum(w * (s**2 + m**2) for w, m, s in parts)
         return float(second - self.mean() ** 2)
 
 
@@ -106,22 +107,25 @@ class GaussianFit:
 
     def pdf(self, z) -> np.ndarray:
         z = np.asarray(z, dtype=float)
-        return np.exp(-0.5 * ((z - self.mean) / self.std) ** 2) / (self.std * math.sqrt(2 * math.pi))
+        density = np.exp(-0.5 * ((z - self.mean) / self.std) ** 2)
+        return density / (self.std * math.sqrt(2 * math.pi))
 
 
 # ------------------------------------------------------------------------ quadrature
 
 
-def standard_normal_nodes(n: int = 2001, half_width: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+def standard_normal_nodes(n: int = 1001, half_width: float = 10.0
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Trapezoid-rule nodes ``x_i`` on ``[-half_width, half_width]`` and weights
     ``a_i = h phi(x_i)`` (float64, shape (n,) each) with ``sum_i a_i g(x_i) ~= E[g(e)]``
     for ``e ~ N(0, 1)``.
 
     For integrands analytic in a strip around the real line and decaying like the
     Gaussian, the trapezoid rule converges geometrically in ``1/h``; with the defaults
-    (``h = 0.01``) the error for the chapter's targets is far below double precision
-    rounding of the printed digits. (Gauss--Hermite, which integrates polynomials, is
-    slower here: ``log p`` of a mixture is not close to a polynomial.)
+    (``h = 0.02``) the KL values of chapter 7 agree with a 4001-node rule to about
+    1e-11 and with SciPy's adaptive quadrature to 1e-7 relative (tests). Gauss--Hermite
+    quadrature, exact for polynomials, converges much more slowly here, because ``log p``
+    of a mixture is not close to a polynomial.
     """
     x = torch.linspace(-half_width, half_width, n, dtype=DTYPE)  # (n,)
     h = 2 * half_width / (n - 1)
@@ -129,7 +133,8 @@ def standard_normal_nodes(n: int = 2001, half_width: float = 10.0) -> tuple[torc
     return x, a
 
 
-def gaussian_expectation(g: Callable[[torch.Tensor], torch.Tensor], m, s, n: int = 2001) -> torch.Tensor:
+def gaussian_expectation(g: Callable[[torch.Tensor], torch.Tensor], m, s,
+                         n: int = 1001) -> torch.Tensor:
     """``E_{N(m, s^2)}[g(z)]`` by quadrature at ``z_i = m + s x_i``; differentiable in
     ``m`` and ``s`` (the deterministic reparameterisation of chapter 8)."""
     x, a = standard_normal_nodes(n)  # (n,), (n,)
@@ -142,7 +147,8 @@ def _entropy_normal(s: torch.Tensor) -> torch.Tensor:
     return torch.log(s) + 0.5 * math.log(2 * math.pi * math.e)
 
 
-def reverse_kl(m, s, log_density: Callable[[torch.Tensor], torch.Tensor], n: int = 2001) -> torch.Tensor:
+def reverse_kl(m, s, log_density: Callable[[torch.Tensor], torch.Tensor],
+               n: int = 1001) -> torch.Tensor:
     """``KL(q || p) = E_q[log q(z) - log p(z)]`` for ``q = N(m, s^2)`` (eq-fwdrev-reverse).
 
     ``E_q[log q] = -H[q]`` is exact; ``E_q[log p]`` is quadrature. If
@@ -153,21 +159,22 @@ def reverse_kl(m, s, log_density: Callable[[torch.Tensor], torch.Tensor], n: int
     return -_entropy_normal(s) - gaussian_expectation(log_density, m, s, n)
 
 
-def forward_kl(m, s, target: GaussianMixture1D, n: int = 2001) -> torch.Tensor:
+def forward_kl(m, s, target: GaussianMixture1D, n: int = 1001) -> torch.Tensor:
     """``KL(p || q) = E_p[log p(z) - log q(z)]`` for ``q = N(m, s^2)`` and a mixture ``p``
     (eq-fwdrev-forward). ``E_p`` is the weighted sum of quadrature expectations
     under each component."""
     m, s = torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(s, dtype=DTYPE)
     q = Normal(m, s)
     total = torch.zeros((), dtype=DTYPE)
-    for w, mu_k, sd_k in zip(target.weights, target.means, target.stds):
+    for w, mu_k, sd_k in zip(target.weights, target.means, target.stds, strict=True):
         integrand = lambda z: target.log_prob(z) - q.log_prob(z)  # noqa: E731  (n,)
         total = total + w * gaussian_expectation(integrand, torch.tensor(mu_k, dtype=DTYPE),
                                                  torch.tensor(sd_k, dtype=DTYPE), n)
     return total
 
 
-def _minimise(objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], m0: float, s0: float):
+def _minimise(objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], m0: float,
+              s0: float):
     """L-BFGS over ``(m, log s)`` from ``(m0, s0)``; returns ``(m, s, value)`` as floats."""
     params = torch.tensor([m0, math.log(s0)], dtype=DTYPE, requires_grad=True)  # (2,)
     opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, tolerance_grad=1e-10,
@@ -199,13 +206,15 @@ def fit_reverse_kl(
     """
     log_density = log_density or target.log_prob
     if starts is None:
-        starts = [*zip(target.means, target.stds), (target.mean(), math.sqrt(target.variance()))]
+        moment_matched = (target.mean(), math.sqrt(target.variance()))
+        starts = [*zip(target.means, target.stds, strict=True), moment_matched]
     fits = [_minimise(lambda m, s: reverse_kl(m, s, log_density), m0, s0) for m0, s0 in starts]
     m, s, value = min(fits, key=lambda f: f[2])
     return GaussianFit(m, s, value, "reverse")
 
 
-def fit_forward_kl(target: GaussianMixture1D, start: tuple[float, float] = (0.0, 1.0)) -> GaussianFit:
+def fit_forward_kl(target: GaussianMixture1D,
+                   start: tuple[float, float] = (0.0, 1.0)) -> GaussianFit:
     """``argmin_{m,s} KL(p || N(m, s^2))`` by numerical optimisation (no moment formula
     used), so the result can be checked against moment matching (eq-fwdrev-moments)."""
     m, s, value = _minimise(lambda m, s: forward_kl(m, s, target), *start)
@@ -287,7 +296,8 @@ def negative_elbo_bernoulli(x: torch.Tensor, logits: torch.Tensor, mu: torch.Ten
     """The VAE training loss per example, as code usually writes it:
     ``BCE-with-logits(logits, x) summed over pixels + KL(q || N(0, I))`` -- the
     *negative* ELBO (eq-errata-loss). x, logits: (B, D); mu, logvar: (B, L) -> (B,)."""
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)  # (B,)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")  # (B,D)
+    bce = bce.sum(-1)  # (B,)
     return bce + kl_diag_gaussian_to_standard_normal(mu, logvar)  # (B,)
 
 
@@ -301,7 +311,7 @@ def plot_kl_fits(targets: Sequence[GaussianMixture1D], reverse: Sequence[Gaussia
     fig, axes = figure(ncols, nrows, width=4.6, height=3.2)
     axes = np.atleast_1d(axes)
     with style():
-        for ax, p, r, f, label in zip(axes, targets, reverse, forward, labels):
+        for ax, p, r, f, label in zip(axes, targets, reverse, forward, labels, strict=False):
             lo, hi = min(p.means) - 4.5, max(p.means) + 4.5
             z = np.linspace(lo, hi, 600)
             ax.fill_between(z, p.pdf(z), color="0.85", label=r"target $p$")

@@ -16,11 +16,10 @@ the closed forms (:func:`exact_moments`) is a real check.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
-import numpy as np
 import sympy as sp
 import torch
 from torch.distributions import Normal
@@ -144,7 +143,8 @@ def plot_variance_study(n_values, by_n: dict, exact_by_n: dict, sigmas, by_sigma
             ax1.plot(n_values, exact_by_n[name], color=c, label=f"{name}, exact")
             ax1.plot(n_values, by_n[name], "o", color=c, mfc="white", label=f"{name}, Monte Carlo")
             ax2.plot(exact_sigma_grid, exact_by_sigma[name], color=c, label=f"{name}, exact")
-            ax2.plot(sigmas, by_sigma[name], "o", color=c, mfc="white", label=f"{name}, Monte Carlo")
+            ax2.plot(sigmas, by_sigma[name], "o", color=c, mfc="white",
+                     label=f"{name}, Monte Carlo")
         for ax in (ax1, ax2):
             ax.set_xscale("log")
             ax.set_yscale("log")
