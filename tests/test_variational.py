@@ -50,7 +50,7 @@ def test_jensen_log_certificate_is_the_gap_and_nonnegative_numerically():
     for _ in range(20):
         qv = rng.dirichlet(np.ones(3))
         yv = rng.exponential(size=3)
-        vals = {**dict(zip(q, qv, strict=False)), **dict(zip(y, yv, strict=False))}
+        vals = {**dict(zip(q, qv, strict=True)), **dict(zip(y, yv, strict=True))}
         gap = math.log(qv @ yv) - qv @ np.log(yv)
         assert float(cert.expr.subs(vals)) == pytest.approx(gap, abs=1e-12)
         assert gap >= 0
@@ -59,11 +59,11 @@ def test_jensen_log_certificate_is_the_gap_and_nonnegative_numerically():
 def test_jensen_certificate_rejects_wrong_direction():
     q = sp.symbols("q_1:4", positive=True)
     y = sp.symbols("y_1:4", positive=True)
-    m = sum(a * b for a, b in zip(q, y, strict=False))
+    m = sum(a * b for a, b in zip(q, y, strict=True))
     d = Derivation(sp.log(m), title="wrong way", given={q[-1]: 1 - q[0] - q[1]})
     with pytest.raises(StepError):
         d.bound(
-            sum(a * sp.log(b) for a, b in zip(q, y, strict=False)),
+            sum(a * sp.log(b) for a, b in zip(q, y, strict=True)),
             because="x",
             gap=jensen_log_certificate(q, y),
             relation="<=",
@@ -75,7 +75,7 @@ def test_square_certificate_is_the_variance():
     y = sp.symbols("y_1:4", real=True)
     cert = jensen_square_certificate(q, y)
     qv, yv = np.array([0.2, 0.5, 0.3]), np.array([-1.0, 0.5, 3.0])
-    vals = {**dict(zip(q, qv, strict=False)), **dict(zip(y, yv, strict=False))}
+    vals = {**dict(zip(q, qv, strict=True)), **dict(zip(y, yv, strict=True))}
     assert float(cert.expr.subs(vals)) == pytest.approx(
         np.cov(yv, aweights=qv, bias=True), rel=1e-12
     )
@@ -87,9 +87,9 @@ def test_jensen_gap_certificate_matches_kl_on_finite_family_numerically():
     rng = np.random.default_rng(2)
     qv, pv, lv = rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(3)), rng.uniform(0.1, 2, 3)
     vals = {
-        **dict(zip(fam.q, qv, strict=False)),
-        **dict(zip(fam.pi, pv, strict=False)),
-        **dict(zip(fam.lik, lv, strict=False)),
+        **dict(zip(fam.q, qv, strict=True)),
+        **dict(zip(fam.pi, pv, strict=True)),
+        **dict(zip(fam.lik, lv, strict=True)),
     }
     post = pv * lv / (pv @ lv)
     assert float(cert.subs(vals)) == pytest.approx(np.sum(qv * np.log(qv / post)), abs=1e-12)
@@ -256,7 +256,7 @@ def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
     interpret = finite_gradient_interpretation(fam)
     grad = interpret(sp.Derivative(KL_prior, fam.q[0]))
     qv, pv = np.array([0.2, 0.5, 0.3]), np.array([0.3, 0.3, 0.4])
-    vals = {**dict(zip(fam.q, qv, strict=False)), **dict(zip(fam.pi, pv, strict=False))}
+    vals = {**dict(zip(fam.q, qv, strict=True)), **dict(zip(fam.pi, pv, strict=True))}
     kl = lambda q: np.sum(q * np.log(q / pv))  # noqa: E731
     h = 1e-6
     fd = (kl(qv + [h, 0, -h]) - kl(qv - [h, 0, -h])) / (2 * h)  # q_1 up, q_3 down

@@ -72,20 +72,20 @@ def jensen_log_certificate(q, y) -> Nonneg:
     ``sum_k q_k = 1``: expanding, ``sum_k q_k y_k / m = 1`` cancels ``sum_k q_k = 1`` and
     ``sum_k q_k log m = log m``. ``q`` and ``y`` are sequences of positive expressions.
     """
-    m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=False)))
+    m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=True)))
     h = log_tangent_lemma()
-    return Nonneg.total([h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=False)])
+    return Nonneg.total([h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=True)])
 
 
 def jensen_square_certificate(q, y) -> Nonneg:
     """Certificate of ``sum_k q_k y_k**2 - (sum_k q_k y_k)**2 >= 0`` (Jensen for the
     convex ``y**2``, the inequality the other way round): the difference is the variance
     ``sum_k q_k (y_k - m)**2`` when ``sum_k q_k = 1``. ``y`` real, ``q`` positive."""
-    m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=False)))
+    m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=True)))
     return Nonneg.total(
         [
             Nonneg.by_assumptions(qk * (yk - m) ** 2, "a probability times a square")
-            for qk, yk in zip(q, y, strict=False)
+            for qk, yk in zip(q, y, strict=True)
         ]
     )
 
@@ -422,7 +422,7 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
     fig, axes = figure(ncols=2, width=4.6, height=3.6)
     palette = [COLORS["true"], COLORS["q"], COLORS["reverse"], COLORS["forward"]]
     with style():
-        for (label, r), c in zip(ratios.items(), palette, strict=False):
+        for (label, r), c in zip(ratios.items(), palette, strict=True):
             axes[0].plot(z_grid, r, color=c, label=label)
         axes[0].set_yscale("log")
         axes[0].set_xlabel("latent $z$")
