@@ -72,7 +72,7 @@ def test_resume_is_bitwise_identical_to_uninterrupted(tmp_path):
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
-    args = ["--dataset", "digits", "--epochs", "40", "--batch-size", "256", "--hidden-dims", "32", "--latent-dim", "4",
+    args = ["--dataset", "digits", "--epochs", "15", "--batch-size", "256", "--hidden-dims", "32", "--latent-dim", "4",
             "--seed", "3", "--threads", "1", "--no-progress", "--out-dir", str(tmp_path / "k"), "--run-name", "run"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "vaebook", "train", *args], env=env, cwd=tmp_path,
@@ -85,11 +85,11 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
     _, state = load_checkpoint(tmp_path / "k/run")
-    assert 1 <= state["epoch"] < 40
+    assert 1 <= state["epoch"] < 15
     resumed = subprocess.run([sys.executable, "-m", "vaebook", "train", "--resume", str(tmp_path / "k/run"), "--no-progress"],
                              env=env, cwd=tmp_path, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
-    train(config(tmp_path / "u", epochs=40))
+    train(config(tmp_path / "u", epochs=15))
     wk, wu = load_file(str(weights)), load_file(str(tmp_path / "u/run/model.safetensors"))
     for k in wu:
         assert torch.equal(wk[k], wu[k]), k
