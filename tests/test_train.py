@@ -39,6 +39,7 @@ def test_run_folder_layout_and_provenance(tmp_path):
     names = {p.name for p in run.iterdir()}
     assert names == {"config.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl", "metrics.json", "provenance.json"}
     assert [r["epoch"] for r in metrics_rows(run)] == [1, 2]
+    assert all(r["binarization"] == "dynamic" for r in metrics_rows(run))
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["device"] == "cpu" and prov["seed"] == 3 and prov["epochs"] == 2
     assert prov["vaebook_version"] == vaebook.__version__ and prov["torch_version"] == torch.__version__

@@ -386,7 +386,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDiverged(f"weights became non-finite in epoch {epoch}")
             mean = (sums / steps_per_epoch).tolist()
-            metrics = {"epoch": epoch, "step": step, "train_loss": mean[0], "train_elbo": mean[1] - mean[2],
+            metrics = {"epoch": epoch, "step": step, "binarization": config.binarize, "train_loss": mean[0], "train_elbo": mean[1] - mean[2],
                        "train_reconstruction": mean[1], "train_kl": mean[2],
                        **evaluate_elbo(model, test_x, seed=config.seed + epoch),
                        "wall_time_s": wall_before + time.perf_counter() - t0}
