@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 
 import sympy as sp
 
-from .notation import LATEX_NAMES
+from .notation import LATEX_NAMES, explicit
 
 __all__ = [
     "StepError",
@@ -328,6 +328,7 @@ class Derivation:
 
     def _require_zero(self, diff, n, because, what="the two sides differ", given=None):
         given = {**self.given, **(given or {})}
+        diff = explicit(diff)  # displayed N(y; mean, var) -> its formula
         numeric = _numerically_zero(diff.xreplace(given) if given else diff)
         if numeric is False:
             raise StepError(

@@ -64,7 +64,7 @@ class _Family:
 
     def interpret(self, expr) -> sp.Expr:
         """The concrete expression that the abstract ``expr`` stands for in this family."""
-        expr = N.expand_definitions(sp.sympify(expr))
+        expr = N.explicit(N.expand_definitions(sp.sympify(expr)))
         # innermost integrals first, so nested integrals see concrete integrands
         while True:
             integrals = [i for i in expr.atoms(sp.Integral) if not i.args[0].has(sp.Integral)]

@@ -18,6 +18,7 @@ __all__ = [
     "z", "px", "pz", "px_z", "pxz", "pz_x", "qz",
     "ELBO", "KL_post", "KL_prior", "DEFINITIONS", "LATEX_NAMES",
     "integral", "expectation", "latex", "expand_definitions", "Z_DEPENDENT",
+    "Normal", "explicit",
 ]
 
 z = sp.Symbol("z", real=True)  # the latent variable
@@ -78,3 +79,33 @@ def expand_definitions(expr) -> sp.Expr:
 def latex(expr, **kwargs) -> str:
     """LaTeX of an expression in the book's notation."""
     return sp.latex(expr, symbol_names=LATEX_NAMES, **kwargs)
+
+
+class Normal(sp.Function):
+    """The Gaussian density ``N(y; mean, var)``, kept unevaluated so it *displays* as
+    :math:`\\mathcal{N}(y; \\mu, \\sigma^2)`; :func:`explicit` (which the derivation
+    engine applies before every check) replaces it by its formula."""
+
+    nargs = 3
+
+    def _eval_is_positive(self):
+        return True
+
+    def _eval_is_real(self):
+        return True
+
+    def formula(self) -> sp.Expr:
+        y, mean, var = self.args
+        return sp.exp(-((y - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
+
+    def _latex(self, printer):
+        y, mean, var = (printer._print(a) for a in self.args)
+        return rf"\mathcal{{N}}\left({y};\, {mean},\, {var}\right)"
+
+
+def explicit(expr) -> sp.Expr:
+    """``expr`` with every :class:`Normal` replaced by its formula."""
+    expr = sp.sympify(expr)
+    if not expr.has(Normal):
+        return expr
+    return expr.replace(lambda e: isinstance(e, Normal), lambda e: e.formula())
