@@ -136,3 +136,17 @@ def test_conclude_and_equation():
     assert d.equation() == sp.Eq(sp.log(x**3), 3 * sp.log(x), evaluate=False)
     with pytest.raises(StepError):
         d.conclude(2 * sp.log(x))
+
+
+def test_displayed_normal_density_is_checked_by_its_formula():
+    from vaebook.families import normal_pdf
+    from vaebook.notation import Normal, explicit, latex
+
+    m = sp.Symbol("m", real=True)
+    v = sp.Symbol("v", positive=True)
+    assert explicit(Normal(a, m, v)) == normal_pdf(a, m, v)
+    assert latex(Normal(a, m, v)) == r"\mathcal{N}\left(a;\, m,\, v\right)"
+    d = Derivation(normal_pdf(a, m, v), title="density").step(Normal(a, m, v), because="notation")
+    assert d.n_verified == 1
+    with pytest.raises(StepError):
+        d.step(Normal(a, m, 2 * v), because="wrong variance")
