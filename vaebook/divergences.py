@@ -12,9 +12,9 @@ the fitted parameters are the same on every run and every machine.
   ``q = N(m, s^2)`` (eq-fwdrev-reverse, eq-fwdrev-forward of chapter 7).
 - :func:`fit_reverse_kl`, :func:`fit_forward_kl` -- minimise them over ``(m, log s)``
   with L-BFGS in float64.
-- :func:`integrate_gaussian` -- exact SymPy integral over the real line of
-  ``polynomial x exp(quadratic)`` terms: the interpretation used by the checked
-  derivations of chapters 7 and 8 (:class:`GaussianIntegrals`).
+- :class:`GaussianIntegrals` -- the interpretation used by the checked derivations of
+  chapters 7 and 8: every integral over the real line evaluated exactly by
+  :func:`vaebook.families.gaussian_integral`.
 - :func:`negative_elbo_bernoulli`, :func:`kl_diag_gaussian_to_standard_normal` -- the
   VAE loss written out by hand, for the sign-convention check of the errata appendix.
 - :func:`plot_kl_fits` -- the figure of chapter 7.
@@ -32,8 +32,9 @@ import sympy as sp
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
-from .families import gaussian_moment
+from .families import gaussian_integral
 from .plots import COLORS, figure, style
+from .variational import kl_diag_gaussian_to_standard_normal
 
 __all__ = [
     "GaussianMixture1D",
@@ -44,7 +45,6 @@ __all__ = [
     "forward_kl",
     "fit_reverse_kl",
     "fit_forward_kl",
-    "integrate_gaussian",
     "GaussianIntegrals",
     "kl_diag_gaussian_to_standard_normal",
     "negative_elbo_bernoulli",
@@ -224,38 +224,10 @@ def fit_forward_kl(target: GaussianMixture1D,
 # ---------------------------------------------------------------- exact SymPy integrals
 
 
-def integrate_gaussian(f, var: sp.Symbol) -> sp.Expr:
-    """``∫_{-oo}^{oo} f d(var)`` exactly, for ``f`` a sum of terms
-    ``polynomial(var) * exp(a var^2 + b var + c)`` with ``a < 0`` (provably).
-
-    Each term is ``sqrt(pi/-a) exp(c - b^2/(4a)) E[polynomial(y)]`` with
-    ``y ~ N(-b/(2a), -1/(2a))``, the moments from :func:`vaebook.families.gaussian_moment`.
-    Raises ``ValueError`` for any other integrand.
-    """
-    total = sp.Integer(0)
-    for term in sp.Add.make_args(sp.expand(sp.expand_log(sp.expand(sp.sympify(f))))):
-        factors = sp.Mul.make_args(term)
-        exps = [u for u in factors if isinstance(u, sp.exp)]
-        rest = sp.Mul(*[u for u in factors if not isinstance(u, sp.exp)])
-        exponent = sp.expand(sp.Add(*[u.args[0] for u in exps]))
-        if not (rest.is_polynomial(var) and exponent.is_polynomial(var)):
-            raise ValueError(f"not polynomial x exp(quadratic) in {var}: {term}")
-        if sp.degree(exponent, var) != 2:
-            raise ValueError(f"exponent is not quadratic in {var}: {exponent}")
-        a, b, c = (exponent.coeff(var, j) for j in (2, 1, 0))
-        if not a.is_negative:
-            raise ValueError(f"cannot show the integral converges: {var}^2 coefficient {a}")
-        mean, variance = -b / (2 * a), -1 / (2 * a)
-        poly = sp.Poly(sp.expand(rest), var)
-        moments = sum(coef * gaussian_moment(j, mean, variance) for (j,), coef in poly.terms())
-        total += sp.sqrt(sp.pi / -a) * sp.exp(c - b**2 / (4 * a)) * moments
-    return total
-
-
 class GaussianIntegrals:
     """An interpretation for :class:`vaebook.derivation.Derivation`: replace display
     symbols by what they stand for (``substitutions``), evaluate every integral over the
-    whole real line with :func:`integrate_gaussian` (innermost first, after evaluating
+    whole real line with :func:`vaebook.families.gaussian_integral` (innermost first, after evaluating
     derivatives inside the integrand) and finally any derivative outside."""
 
     def __init__(self, substitutions: Mapping | None = None):
@@ -277,18 +249,12 @@ class GaussianIntegrals:
                 f, *limits = integral.args
                 if len(limits) != 1 or tuple(limits[0][1:]) != (-sp.oo, sp.oo):
                     raise ValueError(f"only integrals over the real line: {integral}")
-                done[integral] = integrate_gaussian(f.doit(), limits[0][0])
+                done[integral] = gaussian_integral(f.doit(), limits[0][0])
             expr = expr.xreplace(done)
         return expr.doit()
 
 
 # ------------------------------------------------------------ the VAE loss, by hand
-
-
-def kl_diag_gaussian_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, diag exp(logvar)) || N(0, I)) = -1/2 sum(1 + logvar - mu^2 - exp(logvar))``
-    per example: (B, L), (B, L) -> (B,)."""
-    return -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1)  # (B,)
 
 
 def negative_elbo_bernoulli(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor,

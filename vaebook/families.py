@@ -24,7 +24,10 @@ import sympy as sp
 from . import notation as N
 from .derivation import Nonneg, log_tangent_lemma
 
-__all__ = ["FiniteLatent", "LinearGaussian", "normal_pdf", "gaussian_kl", "gaussian_moment"]
+__all__ = [
+    "FiniteLatent", "LinearGaussian", "normal_pdf", "gaussian_kl", "gaussian_moment",
+    "gaussian_integral",
+]
 
 
 def normal_pdf(y, mean, var) -> sp.Expr:
@@ -40,6 +43,34 @@ def gaussian_moment(n: int, mean, var) -> sp.Expr:
     return sp.expand(
         sum(c * (sp.factorial2(j - 1) if j % 2 == 0 else 0) for (j,), c in poly.terms())
     )
+
+
+def gaussian_integral(f, var: sp.Symbol) -> sp.Expr:
+    """``∫_{-oo}^{oo} f d(var)`` exactly, for ``f`` a sum of terms
+    ``polynomial(var) * exp(a var^2 + b var + c)`` with ``a < 0`` (provably).
+
+    Each term is ``sqrt(pi/-a) exp(c - b^2/(4a)) E[polynomial(y)]`` with
+    ``y ~ N(-b/(2a), -1/(2a))``, the moments from :func:`gaussian_moment`.
+    Raises ``ValueError`` for any other integrand.
+    """
+    total = sp.Integer(0)
+    for term in sp.Add.make_args(sp.expand(sp.expand_log(sp.expand(sp.sympify(f))))):
+        factors = sp.Mul.make_args(term)
+        exps = [u for u in factors if isinstance(u, sp.exp)]
+        rest = sp.Mul(*[u for u in factors if not isinstance(u, sp.exp)])
+        exponent = sp.expand(sp.Add(*[u.args[0] for u in exps]))
+        if not (rest.is_polynomial(var) and exponent.is_polynomial(var)):
+            raise ValueError(f"not polynomial x exp(quadratic) in {var}: {term}")
+        if sp.degree(exponent, var) != 2:
+            raise ValueError(f"exponent is not quadratic in {var}: {exponent}")
+        a, b, c = (exponent.coeff(var, j) for j in (2, 1, 0))
+        if not a.is_negative:
+            raise ValueError(f"cannot show the integral converges: {var}^2 coefficient {a}")
+        mean, variance = -b / (2 * a), -1 / (2 * a)
+        poly = sp.Poly(sp.expand(rest), var)
+        moments = sum(coef * gaussian_moment(j, mean, variance) for (j,), coef in poly.terms())
+        total += sp.sqrt(sp.pi / -a) * sp.exp(c - b**2 / (4 * a)) * moments
+    return total
 
 
 def gaussian_kl(m1, v1, m2, v2) -> sp.Expr:
@@ -209,20 +240,19 @@ class LinearGaussian(_Family):
 
     # interpretation
     def _integrate_z(self, f) -> sp.Expr:
-        """``∫ f dz`` exactly: ``E_q[polynomial]`` by Gaussian moments, ``∫ exp(quadratic)``
-        by completing the square, anything else by :func:`sympy.integrate`."""
+        """``∫ f dz`` exactly: ``E_q[polynomial]`` by Gaussian moments (expanding the
+        logarithms of the densities first), ``polynomial * exp(quadratic)`` by
+        :func:`gaussian_integral`, anything else by :func:`sympy.integrate`."""
         f = f.xreplace(self.densities()).xreplace({N.px: self.evidence()})
         z = self.z
         g = sp.expand(sp.expand_log(f / normal_pdf(z, self.m, self.v)))
-        if g.is_polynomial(z):  # f = q(z) * polynomial(z)
+        if g.is_polynomial(z):  # f = q(z) * polynomial(z): dividing first keeps it small
             poly = sp.Poly(g, z)
             return sp.expand(sum(c * gaussian_moment(j, self.m, self.v) for (j,), c in poly.terms()))
-        log_f = sp.expand(sp.expand_log(sp.log(f)))
-        if log_f.is_polynomial(z) and sp.degree(log_f, z) == 2:
-            a, b, c = (log_f.coeff(z, j) for j in (2, 1, 0))
-            if a.is_negative:  # ∫ exp(a z^2 + b z + c) dz = sqrt(pi/-a) exp(c - b^2/(4a))
-                return sp.sqrt(sp.pi / -a) * sp.exp(c - b**2 / (4 * a))
-        return sp.simplify(sp.integrate(f, (z, -sp.oo, sp.oo), conds="none"))
+        try:
+            return gaussian_integral(f, z)
+        except ValueError:
+            return sp.simplify(sp.integrate(f, (z, -sp.oo, sp.oo), conds="none"))
 
     def _constants(self) -> dict:
         return {N.px: self.evidence()}
