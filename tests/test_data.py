@@ -125,3 +125,19 @@ def test_ppca_dataset_split():
     split = load_dataset("ppca", seed=3)
     assert split.train.shape[1] == 10 and split.train.dtype == torch.float32
     assert "true_params" in split.info
+
+
+def test_bench_reads_mnist_test_images_when_the_training_files_are_absent(tmp_path):
+    from argparse import Namespace
+
+    from vaebook.bench import load_784
+
+    args = Namespace(dataset="mnist", data_dir=str(tmp_path), seed=0)
+    with pytest.raises(DatasetError, match="no MNIST image file"):
+        load_784(args)
+    test = np.random.default_rng(0).integers(0, 256, (5, 28, 28))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
+    np.testing.assert_array_equal(load_784(args), test.astype(np.uint8))
+    train = np.random.default_rng(1).integers(0, 256, (7, 28, 28))
+    write_idx(tmp_path / "train-images-idx3-ubyte", train)
+    np.testing.assert_array_equal(load_784(args), train.astype(np.uint8))

@@ -96,7 +96,7 @@ def estimate_log_likelihood(
     model: VAE,
     x: torch.Tensor,
     k: int = 5000,
-    max_elements: int = 1 << 24,
+    max_elements: int | None = None,
     data_chunk: int = 256,
     bound_ks: tuple[int, ...] = (),
 ) -> LikelihoodEstimate:
@@ -105,6 +105,8 @@ def estimate_log_likelihood(
     Vectorised over a chunk of ``data_chunk`` examples and as many samples as keep
     the largest intermediate tensor (samples x examples x widest layer) under
     ``max_elements`` floats; sample chunks are combined with a running logsumexp.
+    Default: 2**21 on the CPU (chunks that stay near the cache: measured 2x faster
+    than 2**24 for the 784-400-20 model on 2 cores) and 2**26 on a GPU.
 
     ``bound_ks`` (each dividing k): IWAE-k' bounds from the *same* draws, averaged
     over the k/k' disjoint groups (k'=1 is the Monte Carlo ELBO). By Jensen's
@@ -113,6 +115,8 @@ def estimate_log_likelihood(
     """
     if any(k % kb for kb in bound_ks):
         raise ValueError(f"every bound k must divide k={k}, got {bound_ks}")
+    if max_elements is None:
+        max_elements = 1 << 21 if x.device.type == "cpu" else 1 << 26
     was_training = model.training
     model.eval()
     width = max([model.data_dim] + [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)])
