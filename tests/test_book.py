@@ -37,7 +37,9 @@ def test_toc_lists_exactly_the_chapters_in_book():
     on_disk = {f"book/{p.stem}" for p in BOOK.glob("*.ipynb")} | {
         f"book/{p.stem}" for p in BOOK.glob("*.md")
     }
-    assert listed == on_disk, f"in _toc.yml only: {listed - on_disk}; in book/ only: {on_disk - listed}"
+    assert listed == on_disk, (
+        f"in _toc.yml only: {listed - on_disk}; in book/ only: {on_disk - listed}"
+    )
 
 
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.name)

@@ -9,17 +9,33 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--hidden-dims", "32", "--latent-dim", "4", "--batch-size", "256", "--threads", "1", "--no-progress"]
+SMALL = [
+    "--hidden-dims",
+    "32",
+    "--latent-dim",
+    "4",
+    "--batch-size",
+    "256",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def vaebook(*args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "vaebook", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vaebook", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def in_process(capsys, *args):
-    """Same CLI entry point without a new interpreter (for variations of an already covered case)."""
+    """The CLI entry point without a new interpreter (variations of an already covered case)."""
     from vaebook.cli import main
 
     code = main([str(a) for a in args])
@@ -38,7 +54,9 @@ def assert_usage_error(result, *fragments):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cli")
-    result = vaebook("train", "--dataset", "digits", "--epochs", "2", "--run-name", "r", *SMALL, cwd=cwd)
+    result = vaebook(
+        "train", "--dataset", "digits", "--epochs", "2", "--run-name", "r", *SMALL, cwd=cwd
+    )
     assert result.returncode == 0, result.stderr
     return cwd, cwd / "runs" / "r"
 
@@ -71,8 +89,12 @@ def test_list_shows_datasets_and_runs(trained_run, capsys):
 
 
 def test_train_from_config_file_and_progress_bar(tmp_path):
-    (tmp_path / "cfg.json").write_text(json.dumps({"dataset": "digits", "epochs": 1, "hidden_dims": [16], "latent_dim": 2}))
-    result = vaebook("train", "--config", "cfg.json", "--run-name", "c", "--epochs", "2", cwd=tmp_path)
+    (tmp_path / "cfg.json").write_text(
+        json.dumps({"dataset": "digits", "epochs": 1, "hidden_dims": [16], "latent_dim": 2})
+    )
+    result = vaebook(
+        "train", "--config", "cfg.json", "--run-name", "c", "--epochs", "2", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "runs/c/config.json").read_text())
     assert config["epochs"] == 2 and config["hidden_dims"] == [16]  # flags override the file
@@ -88,16 +110,38 @@ def test_help(command, tmp_path):
 def test_cli_names_match_the_library():
     from vaebook import cli, data
 
-    assert cli.DATASET_NAMES == tuple(data.DATASETS) and cli.BINARIZATION_NAMES == data.BINARIZATIONS
+    assert (
+        cli.DATASET_NAMES == tuple(data.DATASETS) and cli.BINARIZATION_NAMES == data.BINARIZATIONS
+    )
 
 
 def test_bench_runs_small(capsys):
     from vaebook.cli import main
 
-    assert main(["bench", "--steps", "3", "--rounds", "1", "--ll-k", "20", "--ll-examples", "10",
-                 "--ll-loop-examples", "10", "--devices", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--steps",
+                "3",
+                "--rounds",
+                "1",
+                "--ll-k",
+                "20",
+                "--ll-examples",
+                "10",
+                "--ll-loop-examples",
+                "10",
+                "--devices",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     result = subprocess.CompletedProcess([], 0, capsys.readouterr().out, "")
-    assert "examples/s" in result.stdout and "ratio" in result.stdout and "vectorised" in result.stdout
+    assert (
+        "examples/s" in result.stdout and "ratio" in result.stdout and "vectorised" in result.stdout
+    )
 
 
 def test_unknown_dataset(tmp_path):
@@ -108,8 +152,10 @@ def test_missing_mnist_folder(tmp_path, capsys):
     result = vaebook("train", "--dataset", "mnist", "--data-dir", tmp_path / "nope", cwd=tmp_path)
     assert_usage_error(result, "does not exist", "yann.lecun.com")
     (tmp_path / "empty").mkdir()
-    assert_usage_error(in_process(capsys, "train", "--dataset", "mnist", "--data-dir", tmp_path / "empty"),
-                       "missing MNIST files")
+    assert_usage_error(
+        in_process(capsys, "train", "--dataset", "mnist", "--data-dir", tmp_path / "empty"),
+        "missing MNIST files",
+    )
     assert_usage_error(in_process(capsys, "train", "--dataset", "mnist"), "data-dir")
 
 
@@ -119,7 +165,9 @@ def test_non_positive_epochs(value, tmp_path):
 
 
 def test_batch_size_larger_than_data(tmp_path):
-    assert_usage_error(vaebook("train", "--batch-size", "100000", cwd=tmp_path), "larger than the training set")
+    assert_usage_error(
+        vaebook("train", "--batch-size", "100000", cwd=tmp_path), "larger than the training set"
+    )
 
 
 def test_config_file_with_unknown_keys_or_bad_values(tmp_path, capsys, monkeypatch):
@@ -142,7 +190,9 @@ def test_truncated_checkpoint(trained_run, tmp_path, capsys):
     data = (copy / "model.safetensors").read_bytes()
     (copy / "model.safetensors").write_bytes(data[: len(data) // 3])
     assert_usage_error(vaebook("evaluate", copy, "--k", "10", cwd=tmp_path), "truncated or corrupt")
-    assert_usage_error(in_process(capsys, "train", "--resume", copy, "--epochs", "3"), "truncated or corrupt")
+    assert_usage_error(
+        in_process(capsys, "train", "--resume", copy, "--epochs", "3"), "truncated or corrupt"
+    )
     (copy / "model.safetensors").write_bytes(b"")
     assert_usage_error(in_process(capsys, "evaluate", copy), "model.safetensors")
 

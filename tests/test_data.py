@@ -32,7 +32,10 @@ def test_digits_range_split_and_seed():
     assert torch.equal(a.train, b.train) and not torch.equal(a.train, c.train)
     # the split is a partition: every row of the full data set appears exactly once
     rows = torch.cat([a.train, a.test])
-    assert torch.unique(rows, dim=0).shape[0] == torch.unique(torch.cat([c.train, c.test]), dim=0).shape[0]
+    assert (
+        torch.unique(rows, dim=0).shape[0]
+        == torch.unique(torch.cat([c.train, c.test]), dim=0).shape[0]
+    )
     assert a.binarization == "none"
 
 
@@ -76,7 +79,9 @@ def test_mnist_from_idx_files_and_clear_errors(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 10))
     x_train, x_test = load_mnist(tmp_path)
     assert x_train.shape == (30, 784) and x_test.shape == (10, 784)
-    torch.testing.assert_close(x_test[3], torch.tensor(test[3].reshape(-1) / 255.0, dtype=torch.float32))
+    torch.testing.assert_close(
+        x_test[3], torch.tensor(test[3].reshape(-1) / 255.0, dtype=torch.float32)
+    )
     with pytest.raises(DatasetError, match="does not exist"):
         load_mnist(tmp_path / "nowhere")
     # truncated file
@@ -94,7 +99,9 @@ def test_gz_with_wrong_checksum_is_refused(tmp_path):
         find_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
 
 
-@pytest.mark.skipif(not (LOCAL_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="real MNIST test files absent")
+@pytest.mark.skipif(
+    not (LOCAL_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="real MNIST test files absent"
+)
 def test_real_mnist_test_files_if_present():
     from vaebook.data import find_mnist_file
 

@@ -34,15 +34,20 @@ def mixture_pdf_scipy(z, p):
 
 
 def mixture_logpdf_scipy(z, p):
-    return special.logsumexp([math.log(w) + stats.norm.logpdf(z, mu, sd)
-                              for w, mu, sd in zip(p.weights, p.means, p.stds, strict=False)])
+    return special.logsumexp(
+        [
+            math.log(w) + stats.norm.logpdf(z, mu, sd)
+            for w, mu, sd in zip(p.weights, p.means, p.stds, strict=False)
+        ]
+    )
 
 
 def kl_quad(log_f, log_g, lo=-40, hi=40):
     """KL(f || g) = ∫ f log(f/g) by adaptive quadrature (scipy), from log-densities."""
     integrand = lambda z: math.exp(log_f(z)) * (log_f(z) - log_g(z))  # noqa: E731
-    return integrate.quad(integrand, lo, hi, points=[-2.5, 0.0, 2.5], limit=400,
-                          epsabs=1e-13, epsrel=1e-12)[0]
+    return integrate.quad(
+        integrand, lo, hi, points=[-2.5, 0.0, 2.5], limit=400, epsabs=1e-13, epsrel=1e-12
+    )[0]
 
 
 def test_mixture_density_matches_scipy_and_integrates_to_one():
@@ -74,7 +79,8 @@ def test_reverse_kl_between_gaussians_matches_torch():
     expected = kl_divergence(Normal(t(1.2), t(0.7)), Normal(t(0.5), t(2.0))).item()
     assert reverse_kl(1.2, 0.7, p.log_prob).item() == pytest.approx(expected, rel=1e-10)
     assert forward_kl(1.2, 0.7, p).item() == pytest.approx(
-        kl_divergence(Normal(t(0.5), t(2.0)), Normal(t(1.2), t(0.7))).item(), rel=1e-10)
+        kl_divergence(Normal(t(0.5), t(2.0)), Normal(t(1.2), t(0.7))).item(), rel=1e-10
+    )
 
 
 def test_forward_optimum_is_moment_matching():

@@ -133,6 +133,7 @@ def test_unknown_rule_raises():
 def test_figures_build():
     fig = plot_grid_cost([1, 2], 10, {1: (np.array([2, 4]), np.array([0.1, 0.01]))})
     assert len(fig.axes) == 2
-    fig = plot_monte_carlo_spread(np.array([0.5, 1.0, 1.5]), 10, [10, 100],
-                                  {1: np.array([0.3, 0.1])}, {1: 1.0})
+    fig = plot_monte_carlo_spread(
+        np.array([0.5, 1.0, 1.5]), 10, [10, 100], {1: np.array([0.3, 0.1])}, {1: 1.0}
+    )
     assert len(fig.axes) == 2

@@ -22,14 +22,20 @@ def test_finite_family_matches_numpy(K):
     rng = np.random.default_rng(K)
     fam = FiniteLatent(K)
     q, pi, lik = _probabilities(rng, K), _probabilities(rng, K), rng.random(K) + 0.05
-    values = {**dict(zip(fam.q, q)), **dict(zip(fam.pi, pi)), **dict(zip(fam.lik, lik))}
+    values = {
+        **dict(zip(fam.q, q, strict=True)),
+        **dict(zip(fam.pi, pi, strict=True)),
+        **dict(zip(fam.lik, lik, strict=True)),
+    }
     num = lambda e: float(e.xreplace(values))  # noqa: E731
 
     evidence = float(np.sum(pi * lik))
     posterior = pi * lik / evidence
     assert num(fam.log_evidence()) == pytest.approx(math.log(evidence), rel=1e-12)
     assert num(fam.interpret(N.ELBO)) == pytest.approx(np.sum(q * np.log(pi * lik / q)), rel=1e-12)
-    assert num(fam.interpret(N.KL_post)) == pytest.approx(np.sum(q * np.log(q / posterior)), rel=1e-12)
+    assert num(fam.interpret(N.KL_post)) == pytest.approx(
+        np.sum(q * np.log(q / posterior)), rel=1e-12
+    )
     assert num(fam.interpret(N.KL_prior)) == pytest.approx(np.sum(q * np.log(q / pi)), rel=1e-12)
     assert num(fam.E_q(N.px_z)) == pytest.approx(np.sum(q * lik), rel=1e-12)
     assert sum(num(fam.posterior(k)) for k in range(K)) == pytest.approx(1.0)
@@ -66,7 +72,9 @@ def test_linear_gaussian_evidence_and_posterior_against_torch_and_quadrature():
     x, w, b, s = (LG_VALUES[k] for k in "xwbs")
     exact = torch.distributions.Normal(_t(b), _t(math.sqrt(w**2 + s**2))).log_prob(_t(x))
     assert float(lg.log_evidence().xreplace(vals)) == pytest.approx(float(exact), rel=1e-12)
-    joint = lambda zz: math.exp(-zz**2 / 2 - (x - w * zz - b) ** 2 / (2 * s**2)) / (2 * math.pi * s)  # noqa: E731
+    joint = lambda zz: (
+        math.exp(-(zz**2) / 2 - (x - w * zz - b) ** 2 / (2 * s**2)) / (2 * math.pi * s)
+    )  # noqa: E731
     evidence = _quad(joint)
     assert float(lg.evidence().xreplace(vals)) == pytest.approx(evidence, rel=1e-9)
     mean, var = (float(e.xreplace(vals)) for e in lg.posterior())

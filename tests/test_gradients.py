@@ -98,9 +98,15 @@ def test_variance_with_stderr_against_numpy():
 
 
 def test_plot_variance_study_returns_a_two_panel_figure():
-    fig = plot_variance_study([1, 2], {"score function": [2, 1], "pathwise": [1, 0.5]},
-                              {"score function": [2, 1], "pathwise": [1, 0.5]}, [0.5, 1],
-                              {"score function": [3, 4], "pathwise": [1, 2]}, [0.5, 1],
-                              {"score function": [3, 4], "pathwise": [1, 2]},
-                              sigma_fixed=1.0, mu=0.5)
+    fig = plot_variance_study(
+        [1, 2],
+        {"score function": [2, 1], "pathwise": [1, 0.5]},
+        {"score function": [2, 1], "pathwise": [1, 0.5]},
+        [0.5, 1],
+        {"score function": [3, 4], "pathwise": [1, 2]},
+        [0.5, 1],
+        {"score function": [3, 4], "pathwise": [1, 2]},
+        sigma_fixed=1.0,
+        mu=0.5,
+    )
     assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"

@@ -25,8 +25,12 @@ def test_gaussian_kl_matches_torch(seed):
         a, b = rng.gauss(0, 2), rng.gauss(0, 2)
         va, vb = math.exp(rng.gauss(0, 1)), math.exp(rng.gauss(0, 1))
         ours = KL_FN(a, va, b, vb)
-        theirs = float(kl_divergence(Normal(torch.tensor(a, dtype=torch.float64), math.sqrt(va)),
-                                     Normal(torch.tensor(b, dtype=torch.float64), math.sqrt(vb))))
+        theirs = float(
+            kl_divergence(
+                Normal(torch.tensor(a, dtype=torch.float64), math.sqrt(va)),
+                Normal(torch.tensor(b, dtype=torch.float64), math.sqrt(vb)),
+            )
+        )
         assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-12)
 
 
@@ -68,8 +72,10 @@ def test_finite_certificate_equals_kl_when_normalised(K):
     for _ in range(20):
         qv = torch.distributions.Dirichlet(torch.ones(K, dtype=torch.float64)).sample()  # (K,)
         pv = torch.softmax(torch.randn(K, generator=g, dtype=torch.float64) * 2, 0)  # (K,)
-        values = {**dict(zip(fam.q, qv.tolist(), strict=True)),
-                  **dict(zip(fam.pi, pv.tolist(), strict=True))}
+        values = {
+            **dict(zip(fam.q, qv.tolist(), strict=True)),
+            **dict(zip(fam.pi, pv.tolist(), strict=True)),
+        }
         c, k = float(cert.expr.subs(values)), float(kl.subs(values))
         direct = float((qv * (qv / pv).log()).sum())
         assert c == pytest.approx(direct, rel=1e-10, abs=1e-12)

@@ -24,7 +24,9 @@ def test_bernoulli_likelihood_is_bce_with_logits():
     z = torch.randn(4, 8)
     x = torch.rand(4, 64).bernoulli()
     logits = model.decode(z)
-    expected = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    expected = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, x, reduction="none"
+    ).sum(-1)
     torch.testing.assert_close(model.likelihood(z).log_prob(x), expected)
     probs = model.sample(2)
     assert ((probs > 0) & (probs < 1)).all()
@@ -33,11 +35,15 @@ def test_bernoulli_likelihood_is_bce_with_logits():
 @pytest.mark.parametrize("decoder_std", [None, 0.3])
 def test_gaussian_likelihood_learned_or_fixed_std(decoder_std):
     torch.manual_seed(0)
-    model = VAE(data_dim=6, hidden_dims=(8,), latent_dim=2, likelihood="gaussian", decoder_std=decoder_std)
+    model = VAE(
+        data_dim=6, hidden_dims=(8,), latent_dim=2, likelihood="gaussian", decoder_std=decoder_std
+    )
     std = 1.0 if decoder_std is None else decoder_std
     z, x = torch.randn(3, 2), torch.randn(3, 6)
     mean = model.decode(z)
-    expected = (-0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    expected = (-0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)).sum(
+        -1
+    )
     torch.testing.assert_close(model.likelihood(z).log_prob(x), expected)
     learnable = [n for n, _ in model.named_parameters() if "log_decoder_std" in n]
     assert learnable == (["log_decoder_std"] if decoder_std is None else [])
@@ -50,7 +56,9 @@ def test_posterior_and_prior_shapes():
     assert q.batch_shape == (7,) and q.event_shape == (3,)
     p = model.prior()
     assert p.event_shape == (3,)
-    torch.testing.assert_close(p.log_prob(torch.zeros(3)), torch.tensor(-1.5 * math.log(2 * math.pi)))
+    torch.testing.assert_close(
+        p.log_prob(torch.zeros(3)), torch.tensor(-1.5 * math.log(2 * math.pi))
+    )
     # posterior variance is exp(logvar)
     mu, logvar = model.encode(torch.rand(7, 10))
     assert q.base_dist.scale.shape == mu.shape
@@ -72,12 +80,14 @@ def test_linear_vae_is_linear_and_its_marginal_is_exact():
     with torch.no_grad():
         w, b = model.decoder.weight.double(), model.decoder.bias.double()
         std = model.log_decoder_std.double().exp()
-        log_joint = torch.distributions.Normal(z @ w.T + b, std).log_prob(x).sum(-1) + torch.distributions.Normal(
-            0.0, 1.0
-        ).log_prob(z).sum(-1)
+        log_joint = torch.distributions.Normal(z @ w.T + b, std).log_prob(x).sum(
+            -1
+        ) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
         cell = (grid[1] - grid[0]) ** 2
         numeric = torch.logsumexp(log_joint, 0) + torch.log(cell)
-    torch.testing.assert_close(model.exact_log_likelihood(x[None])[0].detach(), numeric, atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        model.exact_log_likelihood(x[None])[0].detach(), numeric, atol=1e-6, rtol=0
+    )
 
 
 def test_build_model_validates_names():

@@ -69,7 +69,10 @@ def test_iwae_non_decreasing_in_k_on_average():
     x = torch.rand(200, 12).bernoulli()
     torch.manual_seed(0)
     with torch.no_grad():
-        means = [torch.stack([iwae_bound(model, x, k).mean() for _ in range(20)]).mean().item() for k in (1, 5, 50)]
+        means = [
+            torch.stack([iwae_bound(model, x, k).mean() for _ in range(20)]).mean().item()
+            for k in (1, 5, 50)
+        ]
     assert means[0] < means[1] < means[2], means
 
 
@@ -99,7 +102,9 @@ def linear_vae_at_ppca_mle(x, latent_dim, encoder_error=0.0):
     shrinks the posterior mean and widens the variance, so the ELBO becomes loose.
     """
     mean, w, sigma2 = ppca_mle(x, latent_dim)
-    m_inv = torch.linalg.inv(w.T @ w + sigma2 * torch.eye(latent_dim, dtype=torch.float64))  # (L, L)
+    m_inv = torch.linalg.inv(
+        w.T @ w + sigma2 * torch.eye(latent_dim, dtype=torch.float64)
+    )  # (L, L)
     model = LinearVAE(x.shape[1], latent_dim)
     with torch.no_grad():
         model.decoder.weight.copy_(w)
@@ -115,9 +120,13 @@ def linear_vae_at_ppca_mle(x, latent_dim, encoder_error=0.0):
 def test_linear_vae_marginal_matches_multivariate_normal_oracle():
     x, _ = make_ppca(n=300, data_dim=5, latent_dim=2, seed=3)
     model, mean, w, sigma2 = linear_vae_at_ppca_mle(x, 2)
-    oracle = MultivariateNormal(mean, covariance_matrix=w @ w.T + sigma2 * torch.eye(5)).log_prob(x.double())
+    oracle = MultivariateNormal(mean, covariance_matrix=w @ w.T + sigma2 * torch.eye(5)).log_prob(
+        x.double()
+    )
     torch.testing.assert_close(model.exact_log_likelihood(x), oracle)
-    torch.testing.assert_close(model.exact_log_likelihood(x).mean().item(), ppca_mle_log_likelihood(x, 2))
+    torch.testing.assert_close(
+        model.exact_log_likelihood(x).mean().item(), ppca_mle_log_likelihood(x, 2)
+    )
 
 
 def test_likelihood_estimate_converges_to_exact_log_px_on_linear_vae():
@@ -130,7 +139,9 @@ def test_likelihood_estimate_converges_to_exact_log_px_on_linear_vae():
     assert elbo_gap > 0.5  # the perturbed encoder makes the ELBO visibly loose ...
     errors = []
     for k in (1, 10, 100, 5000):
-        est = estimate_log_likelihood(model, x, k=k, max_elements=1 << 16)  # small budget: many chunks
+        est = estimate_log_likelihood(
+            model, x, k=k, max_elements=1 << 16
+        )  # small budget: many chunks
         errors.append((est.per_example - exact).abs().mean().item())
         assert est.mean <= exact.mean().item() + 0.005  # biased low (Jensen), up to noise
     assert errors == sorted(errors, reverse=True), errors  # ... and more samples close the gap
@@ -145,10 +156,14 @@ def test_likelihood_estimate_is_exact_with_the_exact_posterior_for_any_chunking(
     model, *_ = linear_vae_at_ppca_mle(x, 2)
     exact = model.exact_log_likelihood(x).float()
     for max_elements, data_chunk in [(1 << 30, 1000), (40, 7), (1, 1)]:
-        est = estimate_log_likelihood(model, x, k=64, max_elements=max_elements, data_chunk=data_chunk)
+        est = estimate_log_likelihood(
+            model, x, k=64, max_elements=max_elements, data_chunk=data_chunk
+        )
         torch.testing.assert_close(est.per_example, exact, atol=1e-4, rtol=0)
         with torch.no_grad():
-            torch.testing.assert_close(elbo_terms(model, x, analytic_kl=False).elbo, exact, atol=1e-4, rtol=0)
+            torch.testing.assert_close(
+                elbo_terms(model, x, analytic_kl=False).elbo, exact, atol=1e-4, rtol=0
+            )
 
 
 def test_likelihood_estimate_above_elbo_and_iwae_on_mlp():
@@ -205,11 +220,19 @@ def test_bounds_from_the_same_draws_are_ordered_and_unbiased():
     model = small_vae()
     x = torch.rand(40, 12).bernoulli()
     torch.manual_seed(3)
-    est = estimate_log_likelihood(model, x, k=600, max_elements=3000, data_chunk=16, bound_ks=(1, 10, 50))
+    est = estimate_log_likelihood(
+        model, x, k=600, max_elements=3000, data_chunk=16, bound_ks=(1, 10, 50)
+    )
     b1, b10, b50 = est.bounds[1], est.bounds[10], est.bounds[50]
-    assert (b1 <= b10 + 1e-5).all() and (b10 <= b50 + 1e-5).all() and (b50 <= est.per_example + 1e-5).all()
+    assert (
+        (b1 <= b10 + 1e-5).all()
+        and (b10 <= b50 + 1e-5).all()
+        and (b50 <= est.per_example + 1e-5).all()
+    )
     with torch.no_grad():  # same quantities from independent draws agree on average
-        elbo = torch.stack([elbo_terms(model, x, analytic_kl=False).elbo for _ in range(300)]).mean(0)
+        elbo = torch.stack([elbo_terms(model, x, analytic_kl=False).elbo for _ in range(300)]).mean(
+            0
+        )
         iwae10 = torch.stack([iwae_bound(model, x, 10) for _ in range(60)]).mean(0)
     assert (b1 - elbo).abs().mean() < 0.05 and (b10 - iwae10).abs().mean() < 0.05
     with pytest.raises(ValueError, match="divide"):

@@ -1,4 +1,5 @@
-"""Trainer: run folder layout, bitwise resume (in-process and after SIGKILL), atomic files, NaN guard."""
+"""Trainer: run folder layout, bitwise resume (in-process and after SIGKILL), atomic files,
+NaN guard."""
 
 import json
 import os
@@ -14,14 +15,31 @@ from safetensors.torch import load_file
 
 import vaebook
 from vaebook import train as train_module
-from vaebook.train import CheckpointError, ConfigError, TrainConfig, TrainingDiverged, load_checkpoint, train
+from vaebook.train import (
+    CheckpointError,
+    ConfigError,
+    TrainConfig,
+    TrainingDiverged,
+    load_checkpoint,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(tmp_path, **overrides):
-    base = dict(dataset="digits", epochs=2, batch_size=256, hidden_dims=[32], latent_dim=4, out_dir=str(tmp_path),
-                run_name="run", progress=False, num_threads=1, seed=3)
+    base = dict(
+        dataset="digits",
+        epochs=2,
+        batch_size=256,
+        hidden_dims=[32],
+        latent_dim=4,
+        out_dir=str(tmp_path),
+        run_name="run",
+        progress=False,
+        num_threads=1,
+        seed=3,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -37,15 +55,27 @@ def test_run_folder_layout_and_provenance(tmp_path):
     result = train(config(tmp_path, binarize="dynamic"))
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
-    assert names == {"config.json", "model.safetensors", "trainer_state.pt", "metrics.jsonl", "metrics.json", "provenance.json"}
+    assert names == {
+        "config.json",
+        "model.safetensors",
+        "trainer_state.pt",
+        "metrics.jsonl",
+        "metrics.json",
+        "provenance.json",
+    }
     assert [r["epoch"] for r in metrics_rows(run)] == [1, 2]
     assert all(r["binarization"] == "dynamic" for r in metrics_rows(run))
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["device"] == "cpu" and prov["seed"] == 3 and prov["epochs"] == 2
-    assert prov["vaebook_version"] == vaebook.__version__ and prov["torch_version"] == torch.__version__
+    assert (
+        prov["vaebook_version"] == vaebook.__version__
+        and prov["torch_version"] == torch.__version__
+    )
     final = json.loads((run / "metrics.json").read_text())
     assert final["binarization"] == "dynamic" and final["epoch"] == 2
-    assert final["test_elbo"] <= final["test_iwae_50"] + 0.05  # IWAE-50 is the tighter bound (up to noise)
+    assert (
+        final["test_elbo"] <= final["test_iwae_50"] + 0.05
+    )  # IWAE-50 is the tighter bound (up to noise)
     assert json.loads((run / "config.json").read_text())["hidden_dims"] == [32]
     assert result["run_dir"] == str(run)
     assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
@@ -61,23 +91,54 @@ def test_resume_is_bitwise_identical_to_uninterrupted(tmp_path):
     train(config(tmp_path / "a", epochs=4))
     train(config(tmp_path / "b", epochs=2))
     train(config(tmp_path / "b", epochs=4), resume=True)
-    wa, wb = load_file(str(tmp_path / "a/run/model.safetensors")), load_file(str(tmp_path / "b/run/model.safetensors"))
+    wa, wb = (
+        load_file(str(tmp_path / "a/run/model.safetensors")),
+        load_file(str(tmp_path / "b/run/model.safetensors")),
+    )
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
-    assert comparable(metrics_rows(tmp_path / "a/run")) == comparable(metrics_rows(tmp_path / "b/run"))
+    assert comparable(metrics_rows(tmp_path / "a/run")) == comparable(
+        metrics_rows(tmp_path / "b/run")
+    )
     _, sa = load_checkpoint(tmp_path / "a/run")
     _, sb = load_checkpoint(tmp_path / "b/run")
-    assert torch.equal(sa["torch_rng"], sb["torch_rng"]) and torch.equal(sa["batch_generator"], sb["batch_generator"])
+    assert torch.equal(sa["torch_rng"], sb["torch_rng"]) and torch.equal(
+        sa["batch_generator"], sb["batch_generator"]
+    )
     assert json.loads((tmp_path / "b/run/provenance.json").read_text())["resumed_from_epoch"] == 2
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
-    args = ["--dataset", "digits", "--epochs", "15", "--batch-size", "256", "--hidden-dims", "32", "--latent-dim", "4",
-            "--seed", "3", "--threads", "1", "--no-progress", "--out-dir", str(tmp_path / "k"), "--run-name", "run"]
+    args = [
+        "--dataset",
+        "digits",
+        "--epochs",
+        "15",
+        "--batch-size",
+        "256",
+        "--hidden-dims",
+        "32",
+        "--latent-dim",
+        "4",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out-dir",
+        str(tmp_path / "k"),
+        "--run-name",
+        "run",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "vaebook", "train", *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaebook", "train", *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     weights = tmp_path / "k/run/model.safetensors"
     deadline = time.time() + 60
     while not weights.exists() and time.time() < deadline and proc.poll() is None:
@@ -87,14 +148,29 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
     _, state = load_checkpoint(tmp_path / "k/run")
     assert 1 <= state["epoch"] < 15
-    resumed = subprocess.run([sys.executable, "-m", "vaebook", "train", "--resume", str(tmp_path / "k/run"), "--no-progress"],
-                             env=env, cwd=tmp_path, capture_output=True, text=True)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vaebook",
+            "train",
+            "--resume",
+            str(tmp_path / "k/run"),
+            "--no-progress",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert resumed.returncode == 0, resumed.stderr
     train(config(tmp_path / "u", epochs=15))
     wk, wu = load_file(str(weights)), load_file(str(tmp_path / "u/run/model.safetensors"))
     for k in wu:
         assert torch.equal(wk[k], wu[k]), k
-    assert comparable(metrics_rows(tmp_path / "k/run")) == comparable(metrics_rows(tmp_path / "u/run"))
+    assert comparable(metrics_rows(tmp_path / "k/run")) == comparable(
+        metrics_rows(tmp_path / "u/run")
+    )
 
 
 def test_truncated_or_inconsistent_checkpoint_is_refused(tmp_path):
@@ -110,7 +186,10 @@ def test_truncated_or_inconsistent_checkpoint_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(run)
     # weights from another epoch than the trainer state: a torn checkpoint pair
-    torch.save({**torch.load(run / "trainer_state.pt", weights_only=True), "epoch": 7}, run / "trainer_state.pt")
+    torch.save(
+        {**torch.load(run / "trainer_state.pt", weights_only=True), "epoch": 7},
+        run / "trainer_state.pt",
+    )
     (run / "model.safetensors").write_bytes(weights)
     with pytest.raises(CheckpointError, match="inconsistent"):
         load_checkpoint(run)
@@ -149,7 +228,18 @@ def test_config_errors(tmp_path):
 
 
 def test_linear_model_on_ppca_through_the_trainer(tmp_path):
-    train(config(tmp_path, dataset="ppca", model="linear", likelihood="gaussian", hidden_dims=None, latent_dim=2,
-                 epochs=3, batch_size=500, lr=0.01))
+    train(
+        config(
+            tmp_path,
+            dataset="ppca",
+            model="linear",
+            likelihood="gaussian",
+            hidden_dims=None,
+            latent_dim=2,
+            epochs=3,
+            batch_size=500,
+            lr=0.01,
+        )
+    )
     rows = metrics_rows(tmp_path / "run")
     assert rows[-1]["test_elbo"] > rows[0]["test_elbo"]

@@ -102,7 +102,9 @@ def bench_reference(images: np.ndarray, device, steps: int, batch_size: int) -> 
     return seen / (time.perf_counter() - start)
 
 
-def bench_vaebook(x: torch.Tensor, device, steps: int, batch_size: int, seed: int) -> tuple[float, VAE]:
+def bench_vaebook(
+    x: torch.Tensor, device, steps: int, batch_size: int, seed: int
+) -> tuple[float, VAE]:
     """Examples/second of vaebook's training step with index batches from device-resident data."""
     x = x.to(device)  # (N, D)
     model = VAE(784, (400,), 20).to(device)
@@ -135,7 +137,9 @@ def loglik_loop_per_sample(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
         log_w = []
         for _ in range(k):
             z = q.sample()  # (1, L)
-            log_w.append(model.likelihood(z).log_prob(xi) + model.prior().log_prob(z) - q.log_prob(z))
+            log_w.append(
+                model.likelihood(z).log_prob(xi) + model.prior().log_prob(z) - q.log_prob(z)
+            )
         out.append(torch.logsumexp(torch.cat(log_w), 0) - math.log(k))
     return torch.stack(out)
 
@@ -147,7 +151,9 @@ def loglik_loop_per_example(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor
     for xi in x:  # (D,)
         q = model.posterior(xi[None])
         z = q.sample((k,))  # (k, 1, L)
-        log_w = model.likelihood(z).log_prob(xi) + model.prior().log_prob(z) - q.log_prob(z)  # (k, 1)
+        log_w = (
+            model.likelihood(z).log_prob(xi) + model.prior().log_prob(z) - q.log_prob(z)
+        )  # (k, 1)
         out.append(torch.logsumexp(log_w[:, 0], 0) - math.log(k))
     return torch.stack(out)
 
@@ -182,8 +188,12 @@ def load_784(args) -> np.ndarray:
     if args.dataset == "digits":
         from sklearn.datasets import load_digits
 
-        small = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[:, None]  # (1797, 1, 8, 8)
-        big = F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)[:, 0]  # (1797, 28, 28)
+        small = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[
+            :, None
+        ]  # (1797, 1, 8, 8)
+        big = F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)[
+            :, 0
+        ]  # (1797, 28, 28)
         return (big.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     rng = np.random.default_rng(args.seed)
     return rng.integers(0, 256, size=(10000, 28, 28), dtype=np.uint8)
@@ -192,12 +202,19 @@ def load_784(args) -> np.ndarray:
 def run_bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
+    names = (
+        ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        if args.devices == "auto"
+        else args.devices.split(",")
+    )
     devices = [select_device(n.strip()) for n in names]
     images = load_784(args)  # (N, 28, 28) uint8
     x = torch.from_numpy(images.reshape(len(images), 784).astype(np.float32) / 255.0)  # (N, 784)
-    print(f"data: {args.dataset} {tuple(x.shape)}; model 784-400-20-400-784; batch {args.batch_size}; "
-          f"{args.steps} timed steps; torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(
+        f"data: {args.dataset} {tuple(x.shape)}; model 784-400-20-400-784; "
+        f"batch {args.batch_size}; {args.steps} timed steps; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     for device in devices:
         refs, fasts = [], []
         for _ in range(args.rounds):  # alternate, so background load hits both contenders alike
@@ -206,23 +223,45 @@ def run_bench(args: argparse.Namespace) -> int:
             fast, model = bench_vaebook(x, device, args.steps, args.batch_size, args.seed)
             fasts.append(fast)
         ref, fast = max(refs), max(fasts)
-        print(f"[{device}] reference (examples/vae loop): {ref:10.0f} examples/s  (rounds: {', '.join(f'{r:.0f}' for r in refs)})")
-        print(f"[{device}] vaebook trainer step:          {fast:10.0f} examples/s  (rounds: {', '.join(f'{r:.0f}' for r in fasts)})")
-        print(f"[{device}] ratio (best rounds) {fast / ref:.2f}x; per-round ratios: "
-              f"{', '.join(f'{f / r:.2f}' for f, r in zip(fasts, refs))}")
+        print(
+            f"[{device}] reference (examples/vae loop): {ref:10.0f} examples/s  "
+            f"(rounds: {', '.join(f'{r:.0f}' for r in refs)})"
+        )
+        print(
+            f"[{device}] vaebook trainer step:          {fast:10.0f} examples/s  "
+            f"(rounds: {', '.join(f'{r:.0f}' for r in fasts)})"
+        )
+        print(
+            f"[{device}] ratio (best rounds) {fast / ref:.2f}x; per-round ratios: "
+            f"{', '.join(f'{f / r:.2f}' for f, r in zip(fasts, refs, strict=True))}"
+        )
         if args.skip_ll:
             continue
         model.eval()
         xs = x[: args.ll_examples].to(device)
         n_loop = min(args.ll_loop_examples, xs.shape[0])
         t_vec = timed(estimate_log_likelihood, model, xs, args.ll_k, device=device)
-        t_ex = timed(loglik_loop_per_example, model, xs[:n_loop], args.ll_k, device=device) * xs.shape[0] / n_loop
+        t_ex = (
+            timed(loglik_loop_per_example, model, xs[:n_loop], args.ll_k, device=device)
+            * xs.shape[0]
+            / n_loop
+        )
         n_naive = max(1, n_loop // 10)
-        t_naive = timed(loglik_loop_per_sample, model, xs[:n_naive], args.ll_k, device=device) * xs.shape[0] / n_naive
+        t_naive = (
+            timed(loglik_loop_per_sample, model, xs[:n_naive], args.ll_k, device=device)
+            * xs.shape[0]
+            / n_naive
+        )
         print(f"[{device}] log p(x) estimate, k={args.ll_k}, {xs.shape[0]} examples:")
         print(f"    vectorised (estimate_log_likelihood):            {t_vec:9.2f} s")
-        print(f"    per-example loop, k samples vectorised:        {t_ex:9.2f} s  (ratio to vectorised "
-              f"{t_ex / t_vec:.1f}x; timed on {n_loop} examples, scaled)")
-        print(f"    per-example loop, one sample at a time:        {t_naive:9.2f} s  (ratio to vectorised "
-              f"{t_naive / t_vec:.1f}x; timed on {n_naive} examples, scaled)")
+        print(
+            f"    per-example loop, k samples vectorised:        {t_ex:9.2f} s  "
+            "(ratio to vectorised "
+            f"{t_ex / t_vec:.1f}x; timed on {n_loop} examples, scaled)"
+        )
+        print(
+            f"    per-example loop, one sample at a time:        {t_naive:9.2f} s  "
+            "(ratio to vectorised "
+            f"{t_naive / t_vec:.1f}x; timed on {n_naive} examples, scaled)"
+        )
     return 0

@@ -44,7 +44,9 @@ MNIST_GZ_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
-MNIST_URL_HINT = "https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+MNIST_URL_HINT = (
+    "https://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+)
 
 
 class DatasetError(ValueError):
@@ -77,7 +79,9 @@ def load_dataset(
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if binarize not in BINARIZATIONS:
-        raise DatasetError(f"unknown binarization {binarize!r}; choose from {', '.join(BINARIZATIONS)}")
+        raise DatasetError(
+            f"unknown binarization {binarize!r}; choose from {', '.join(BINARIZATIONS)}"
+        )
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
     info: dict = {"seed": seed}
@@ -89,7 +93,10 @@ def load_dataset(
         info["image_shape"] = [8, 8]
     elif name == "mnist":
         if data_dir is None:
-            raise DatasetError(f"dataset 'mnist' needs --data-dir, a folder with the four IDX files from {MNIST_URL_HINT}")
+            raise DatasetError(
+                "dataset 'mnist' needs --data-dir, a folder with the four IDX files from "
+                f"{MNIST_URL_HINT}"
+            )
         train, test = load_mnist(data_dir)
         info["image_shape"], info["data_dir"] = [28, 28], str(data_dir)
     else:
@@ -106,7 +113,9 @@ def load_dataset(
     return DataSplit(name, train.contiguous(), test.contiguous(), binarize, info)
 
 
-def split_rows(x: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def split_rows(
+    x: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffle rows with a generator seeded by ``seed`` and cut off the test fraction."""
     perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))  # (N,)
     n_test = max(1, int(round(test_fraction * x.shape[0])))
@@ -129,7 +138,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
     if len(raw) != offset + math.prod(shape):
-        raise DatasetError(f"{path} is truncated or corrupt: header says {shape}, file has {len(raw)} bytes")
+        raise DatasetError(
+            f"{path} is truncated or corrupt: header says {shape}, file has {len(raw)} bytes"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -139,7 +150,9 @@ def find_mnist_file(folder: Path, stem: str) -> Path | None:
         if candidate.is_file():
             expected = MNIST_GZ_MD5.get(candidate.name)
             if expected and hashlib.md5(candidate.read_bytes()).hexdigest() != expected:
-                raise DatasetError(f"checksum mismatch for {candidate}; re-download it from {MNIST_URL_HINT}")
+                raise DatasetError(
+                    f"checksum mismatch for {candidate}; re-download it from {MNIST_URL_HINT}"
+                )
             return candidate
     return None
 
@@ -148,17 +161,25 @@ def load_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST train and test images as float32 in [0, 1]: (60000, 784), (10000, 784)."""
     folder = Path(data_dir)
     if not folder.is_dir():
-        raise DatasetError(f"MNIST folder {folder} does not exist; put the four IDX files from {MNIST_URL_HINT} there")
+        raise DatasetError(
+            f"MNIST folder {folder} does not exist; "
+            f"put the four IDX files from {MNIST_URL_HINT} there"
+        )
     paths = {key: find_mnist_file(folder, stem) for key, stem in MNIST_FILES.items()}
     missing = [MNIST_FILES[k] for k, p in paths.items() if p is None]
     if missing:
-        raise DatasetError(f"missing MNIST files in {folder}: {', '.join(missing)} (or .gz); get them from {MNIST_URL_HINT}")
+        raise DatasetError(
+            f"missing MNIST files in {folder}: {', '.join(missing)} (or .gz); "
+            f"get them from {MNIST_URL_HINT}"
+        )
     images = []
     for key in ("train_images", "test_images"):
         arr = read_idx(paths[key])  # (N, 28, 28) uint8
         if arr.ndim != 3 or arr.shape[1:] != (28, 28):
             raise DatasetError(f"{paths[key]} has shape {arr.shape}, expected (N, 28, 28)")
-        images.append(torch.from_numpy(arr.reshape(arr.shape[0], -1).astype(np.float32) / 255.0))  # (N, 784)
+        images.append(
+            torch.from_numpy(arr.reshape(arr.shape[0], -1).astype(np.float32) / 255.0)
+        )  # (N, 784)
     return images[0], images[1]
 
 
@@ -166,12 +187,16 @@ def load_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
 def make_ppca(
     n: int = 5000, data_dim: int = 10, latent_dim: int = 2, noise_std: float = 0.5, seed: int = 0
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Draw x = W z + b + noise_std * eps, z, eps standard normal; returns x (n, D) and {W, b, sigma2}."""
+    """Draw x = W z + b + noise_std * eps, z and eps standard normal.
+
+    Returns x (n, D) and the generator {W, b, sigma2}."""
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(data_dim, latent_dim, generator=gen, dtype=torch.float64)  # (D, L)
     b = torch.randn(data_dim, generator=gen, dtype=torch.float64)  # (D,)
     z = torch.randn(n, latent_dim, generator=gen, dtype=torch.float64)  # (n, L)
-    x = z @ w.T + b + noise_std * torch.randn(n, data_dim, generator=gen, dtype=torch.float64)  # (n, D)
+    x = (
+        z @ w.T + b + noise_std * torch.randn(n, data_dim, generator=gen, dtype=torch.float64)
+    )  # (n, D)
     return x.float(), {"W": w, "b": b, "sigma2": torch.tensor(noise_std**2, dtype=torch.float64)}
 
 
@@ -193,13 +218,16 @@ def ppca_mle(x: torch.Tensor, latent_dim: int) -> tuple[torch.Tensor, torch.Tens
     return mean, w, sigma2
 
 
-def ppca_log_likelihood(x: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, sigma2: float) -> torch.Tensor:
+def ppca_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, sigma2: float
+) -> torch.Tensor:
     """log N(x; mean, W W^T + sigma2 I) per row of x, (N,), float64."""
     cov = w @ w.T + sigma2 * torch.eye(w.shape[0], dtype=torch.float64)  # (D, D)
     return MultivariateNormal(mean.double(), covariance_matrix=cov).log_prob(x.double())
 
 
 def ppca_mle_log_likelihood(x: torch.Tensor, latent_dim: int) -> float:
-    """Maximum over pPCA models with ``latent_dim`` of the mean log-likelihood of x, nats/example."""
+    """Maximum over pPCA models with ``latent_dim`` of the mean log-likelihood of x,
+    in nats per example."""
     mean, w, sigma2 = ppca_mle(x, latent_dim)
     return ppca_log_likelihood(x, mean, w, sigma2).mean().item()

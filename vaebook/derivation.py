@@ -24,8 +24,8 @@ than as "could not simplify".
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import sympy as sp
 
@@ -129,14 +129,14 @@ class Nonneg:
     variable: sp.Symbol | None = None  # free variable of a lemma, for :meth:`at`
 
     @classmethod
-    def by_assumptions(cls, expr, reason: str = "") -> "Nonneg":
+    def by_assumptions(cls, expr, reason: str = "") -> Nonneg:
         """Non-negative because SymPy's assumption system says so (squares, positives)."""
         expr = sp.sympify(expr)
         if expr.is_nonnegative is not True:
             raise StepError(f"cannot certify {expr} >= 0 from the symbols' assumptions")
         return cls(expr, reason or "non-negative by the assumptions on its symbols")
 
-    def at(self, value) -> "Nonneg":
+    def at(self, value) -> Nonneg:
         """The lemma at ``variable = value``; ``value`` must be provably positive."""
         if self.variable is None:
             raise StepError("this fact has no free variable to instantiate")
@@ -145,20 +145,20 @@ class Nonneg:
             raise StepError(f"lemma needs {self.variable} > 0, cannot show {value} > 0")
         return Nonneg(self.expr.xreplace({self.variable: value}), self.reason)
 
-    def scale(self, factor) -> "Nonneg":
+    def scale(self, factor) -> Nonneg:
         factor = sp.sympify(factor)
         if factor.is_nonnegative is not True:
             raise StepError(f"cannot scale a non-negative fact by {factor}: sign unknown")
         return Nonneg(factor * self.expr, self.reason)
 
-    def __add__(self, other: "Nonneg") -> "Nonneg":
+    def __add__(self, other: Nonneg) -> Nonneg:
         if not isinstance(other, Nonneg):
             return NotImplemented
         reasons = self.reason if self.reason == other.reason else f"{self.reason}; {other.reason}"
         return Nonneg(self.expr + other.expr, reasons)
 
     @staticmethod
-    def total(facts: Sequence["Nonneg"]) -> "Nonneg":
+    def total(facts: Sequence[Nonneg]) -> Nonneg:
         out = facts[0]
         for f in facts[1:]:
             out = out + f
@@ -280,7 +280,7 @@ class Derivation:
     def current(self) -> sp.Expr:
         return self.steps[-1].expr if self.steps else self.start
 
-    def step(self, expr, because: str, *, given: Mapping | None = None) -> "Derivation":
+    def step(self, expr, because: str, *, given: Mapping | None = None) -> Derivation:
         """Add ``= expr``. ``given`` is an explicit substitution the step relies on
         (e.g. ``{Sum(q): 1}``); it is applied to both sides and shown with the reason."""
         expr = sp.sympify(expr)
@@ -291,10 +291,11 @@ class Derivation:
         self._current_concrete = concrete
         return self
 
-    def recheck(self, family, **kwargs) -> "Derivation":
+    def recheck(self, family, **kwargs) -> Derivation:
         """The same chain of steps, checked again from scratch on another ``family``."""
-        d = Derivation(self.start, title=self.title, family=family,
-                       latex_names=self.latex_names, **kwargs)
+        d = Derivation(
+            self.start, title=self.title, family=family, latex_names=self.latex_names, **kwargs
+        )
         for s in self.steps:
             if s.relation == "=":
                 d.step(s.expr, s.because, given=s.given or None)
@@ -302,7 +303,7 @@ class Derivation:
                 d.bound(s.expr, s.because, gap=s.gap, relation=s.relation)
         return d
 
-    def bound(self, expr, because: str, *, gap, relation: str = ">=") -> "Derivation":
+    def bound(self, expr, because: str, *, gap, relation: str = ">=") -> Derivation:
         """Add ``>= expr`` (or ``<= expr``): accepted only if the difference between the
         larger and the smaller side equals the certified non-negative ``gap``.
 
@@ -318,10 +319,16 @@ class Derivation:
         n = len(self.steps) + 1
         concrete = self.interpret(expr)
         larger_minus_smaller = (
-            self._current_concrete - concrete if relation == ">=" else concrete - self._current_concrete
+            self._current_concrete - concrete
+            if relation == ">="
+            else concrete - self._current_concrete
         )
-        self._require_zero(larger_minus_smaller - self.interpret(certificate.expr), n, because,
-                           what=f"the difference is not the certified gap ({certificate.reason})")
+        self._require_zero(
+            larger_minus_smaller - self.interpret(certificate.expr),
+            n,
+            because,
+            what=f"the difference is not the certified gap ({certificate.reason})",
+        )
         self.steps.append(Step(expr, because, relation, gap=gap, certified=certificate.reason))
         self._current_concrete = concrete
         return self
@@ -341,7 +348,7 @@ class Derivation:
                 f"the difference does not simplify to 0: {sp.simplify(diff)}"
             )
 
-    def conclude(self, expected) -> "Derivation":
+    def conclude(self, expected) -> Derivation:
         """Check that the chain ended on ``expected`` (literally the same expression)."""
         expected = sp.sympify(expected)
         if sp.srepr(expected) != sp.srepr(self.current) and not vanishes(

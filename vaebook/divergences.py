@@ -114,8 +114,9 @@ class GaussianFit:
 # ------------------------------------------------------------------------ quadrature
 
 
-def standard_normal_nodes(n: int = 1001, half_width: float = 10.0
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
+def standard_normal_nodes(
+    n: int = 1001, half_width: float = 10.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Trapezoid-rule nodes ``x_i`` on ``[-half_width, half_width]`` and weights
     ``a_i = h phi(x_i)`` (float64, shape (n,) each) with ``sum_i a_i g(x_i) ~= E[g(e)]``
     for ``e ~ N(0, 1)``.
@@ -133,8 +134,9 @@ def standard_normal_nodes(n: int = 1001, half_width: float = 10.0
     return x, a
 
 
-def gaussian_expectation(g: Callable[[torch.Tensor], torch.Tensor], m, s,
-                         n: int = 1001) -> torch.Tensor:
+def gaussian_expectation(
+    g: Callable[[torch.Tensor], torch.Tensor], m, s, n: int = 1001
+) -> torch.Tensor:
     """``E_{N(m, s^2)}[g(z)]`` by quadrature at ``z_i = m + s x_i``; differentiable in
     ``m`` and ``s`` (the deterministic reparameterisation of chapter 8)."""
     x, a = standard_normal_nodes(n)  # (n,), (n,)
@@ -147,8 +149,9 @@ def _entropy_normal(s: torch.Tensor) -> torch.Tensor:
     return torch.log(s) + 0.5 * math.log(2 * math.pi * math.e)
 
 
-def reverse_kl(m, s, log_density: Callable[[torch.Tensor], torch.Tensor],
-               n: int = 1001) -> torch.Tensor:
+def reverse_kl(
+    m, s, log_density: Callable[[torch.Tensor], torch.Tensor], n: int = 1001
+) -> torch.Tensor:
     """``KL(q || p) = E_q[log q(z) - log p(z)]`` for ``q = N(m, s^2)`` (eq-fwdrev-reverse).
 
     ``E_q[log q] = -H[q]`` is exact; ``E_q[log p]`` is quadrature. If
@@ -168,17 +171,26 @@ def forward_kl(m, s, target: GaussianMixture1D, n: int = 1001) -> torch.Tensor:
     total = torch.zeros((), dtype=DTYPE)
     for w, mu_k, sd_k in zip(target.weights, target.means, target.stds, strict=True):
         integrand = lambda z: target.log_prob(z) - q.log_prob(z)  # noqa: E731  (n,)
-        total = total + w * gaussian_expectation(integrand, torch.tensor(mu_k, dtype=DTYPE),
-                                                 torch.tensor(sd_k, dtype=DTYPE), n)
+        total = total + w * gaussian_expectation(
+            integrand, torch.tensor(mu_k, dtype=DTYPE), torch.tensor(sd_k, dtype=DTYPE), n
+        )
     return total
 
 
-def _minimise(objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], m0: float,
-              s0: float):
+def _minimise(
+    objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], m0: float, s0: float
+):
     """L-BFGS over ``(m, log s)`` from ``(m0, s0)``; returns ``(m, s, value)`` as floats."""
     params = torch.tensor([m0, math.log(s0)], dtype=DTYPE, requires_grad=True)  # (2,)
-    opt = torch.optim.LBFGS([params], lr=1.0, max_iter=200, tolerance_grad=1e-10,
-                            tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [params],
+        lr=1.0,
+        max_iter=200,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -213,8 +225,9 @@ def fit_reverse_kl(
     return GaussianFit(m, s, value, "reverse")
 
 
-def fit_forward_kl(target: GaussianMixture1D,
-                   start: tuple[float, float] = (0.0, 1.0)) -> GaussianFit:
+def fit_forward_kl(
+    target: GaussianMixture1D, start: tuple[float, float] = (0.0, 1.0)
+) -> GaussianFit:
     """``argmin_{m,s} KL(p || N(m, s^2))`` by numerical optimisation (no moment formula
     used), so the result can be checked against moment matching (eq-fwdrev-moments)."""
     m, s, value = _minimise(lambda m, s: forward_kl(m, s, target), *start)
@@ -227,7 +240,8 @@ def fit_forward_kl(target: GaussianMixture1D,
 class GaussianIntegrals:
     """An interpretation for :class:`vaebook.derivation.Derivation`: replace display
     symbols by what they stand for (``substitutions``), evaluate every integral over the
-    whole real line with :func:`vaebook.families.gaussian_integral` (innermost first, after evaluating
+    whole real line with :func:`vaebook.families.gaussian_integral` (innermost first,
+    after evaluating
     derivatives inside the integrand) and finally any derivative outside."""
 
     def __init__(self, substitutions: Mapping | None = None):
@@ -257,8 +271,9 @@ class GaussianIntegrals:
 # ------------------------------------------------------------ the VAE loss, by hand
 
 
-def negative_elbo_bernoulli(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor,
-                            logvar: torch.Tensor) -> torch.Tensor:
+def negative_elbo_bernoulli(
+    x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
     """The VAE training loss per example, as code usually writes it:
     ``BCE-with-logits(logits, x) summed over pixels + KL(q || N(0, I))`` -- the
     *negative* ELBO (eq-errata-loss). x, logits: (B, D); mu, logvar: (B, L) -> (B,)."""
@@ -270,8 +285,13 @@ def negative_elbo_bernoulli(x: torch.Tensor, logits: torch.Tensor, mu: torch.Ten
 # ------------------------------------------------------------------------- figures
 
 
-def plot_kl_fits(targets: Sequence[GaussianMixture1D], reverse: Sequence[GaussianFit],
-                 forward: Sequence[GaussianFit], labels: Sequence[str], ncols: int = 2):
+def plot_kl_fits(
+    targets: Sequence[GaussianMixture1D],
+    reverse: Sequence[GaussianFit],
+    forward: Sequence[GaussianFit],
+    labels: Sequence[str],
+    ncols: int = 2,
+):
     """One panel per target: the target density and the reverse- and forward-KL fits."""
     nrows = math.ceil(len(targets) / ncols)
     fig, axes = figure(ncols, nrows, width=4.6, height=3.2)
@@ -288,7 +308,7 @@ def plot_kl_fits(targets: Sequence[GaussianMixture1D], reverse: Sequence[Gaussia
             ax.set_xlabel("$z$")
             ax.set_ylabel("density")
             ax.set_ylim(0, None)
-        for ax in axes[len(targets):]:
+        for ax in axes[len(targets) :]:
             ax.set_visible(False)
         handles, labels_ = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels_, loc="outside lower center", ncols=3)

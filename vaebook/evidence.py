@@ -67,8 +67,14 @@ class TanhDecoder:
         seed: seed of the weights (and of nothing else).
     """
 
-    def __init__(self, latent_dim: int, n_pixels: int = 8, hidden: int = 16,
-                 scale: float = 1.0, seed: int = 0):
+    def __init__(
+        self,
+        latent_dim: int,
+        n_pixels: int = 8,
+        hidden: int = 16,
+        scale: float = 1.0,
+        seed: int = 0,
+    ):
         g = torch.Generator().manual_seed(seed)
         self.latent_dim, self.n_pixels, self.hidden = latent_dim, n_pixels, hidden
         self.W1 = scale * torch.randn(latent_dim, hidden, generator=g, dtype=DTYPE)  # (d, H)
@@ -146,9 +152,14 @@ def _gauss_hermite_rule(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(nodes, dtype=DTYPE), torch.as_tensor(log_w, dtype=DTYPE)
 
 
-def grid_quadrature(log_integrand: LogLikelihood, latent_dim: int, n_per_axis: int,
-                    half_width: float = 6.0, chunk: int = 1 << 16,
-                    rule: str = "midpoint") -> float:
+def grid_quadrature(
+    log_integrand: LogLikelihood,
+    latent_dim: int,
+    n_per_axis: int,
+    half_width: float = 6.0,
+    chunk: int = 1 << 16,
+    rule: str = "midpoint",
+) -> float:
     """``log ∫ exp(log_integrand(z)) N(z; 0, I_d) dz`` by the tensor-product midpoint
     rule on ``[-L, L]^d`` (eq. ``eq-lvm-grid``)::
 
@@ -177,22 +188,33 @@ def grid_quadrature(log_integrand: LogLikelihood, latent_dim: int, n_per_axis: i
     return float(torch.logsumexp(torch.stack(partial), 0))
 
 
-def grid_log_evidence(log_likelihood: LogLikelihood, latent_dim: int, n_per_axis: int,
-                      half_width: float = 6.0, rule: str = "midpoint") -> tuple[float, int]:
+def grid_log_evidence(
+    log_likelihood: LogLikelihood,
+    latent_dim: int,
+    n_per_axis: int,
+    half_width: float = 6.0,
+    rule: str = "midpoint",
+) -> tuple[float, int]:
     """``(log p(x) by grid quadrature, number of decoder evaluations it took)``."""
     counted = CountingLikelihood(log_likelihood)
     value = grid_quadrature(counted, latent_dim, n_per_axis, half_width, rule=rule)
     return value, counted.evaluations
 
 
-def relative_variance(log_likelihood: LogLikelihood, latent_dim: int, n_per_axis: int,
-                      half_width: float = 6.0, rule: str = "midpoint") -> float:
+def relative_variance(
+    log_likelihood: LogLikelihood,
+    latent_dim: int,
+    n_per_axis: int,
+    half_width: float = 6.0,
+    rule: str = "midpoint",
+) -> float:
     """``rho = E_p(z)[p(x|z)^2] / p(x)^2 - 1``, by grid quadrature: the variance of a
     single naive Monte Carlo term relative to the squared evidence. The relative
     standard error of the ``S``-sample estimate is ``sqrt(rho / S)``."""
     log_m1 = grid_quadrature(log_likelihood, latent_dim, n_per_axis, half_width, rule=rule)
-    log_m2 = grid_quadrature(lambda z: 2 * log_likelihood(z), latent_dim, n_per_axis,
-                             half_width, rule=rule)
+    log_m2 = grid_quadrature(
+        lambda z: 2 * log_likelihood(z), latent_dim, n_per_axis, half_width, rule=rule
+    )
     return math.expm1(log_m2 - 2 * log_m1)
 
 
@@ -208,8 +230,9 @@ class MonteCarloEstimate:
     n_samples: int
 
 
-def naive_monte_carlo(log_likelihood: LogLikelihood, latent_dim: int, n_samples: int,
-                      generator: torch.Generator) -> MonteCarloEstimate:
+def naive_monte_carlo(
+    log_likelihood: LogLikelihood, latent_dim: int, n_samples: int, generator: torch.Generator
+) -> MonteCarloEstimate:
     """``p(x) ≈ (1/S) sum_s p(x | z_s)`` with ``z_s ~ N(0, I_d)`` (eq. ``eq-lvm-mc``)."""
     z = torch.randn(n_samples, latent_dim, generator=generator, dtype=DTYPE)  # (S, d)
     log_lik = log_likelihood(z)  # (S,)
@@ -220,8 +243,9 @@ def naive_monte_carlo(log_likelihood: LogLikelihood, latent_dim: int, n_samples:
     return MonteCarloEstimate(float(top + mean.log()), float(rse), n_samples)
 
 
-def repeated_monte_carlo(log_likelihood: LogLikelihood, latent_dim: int, n_samples: int,
-                         n_repeats: int, seed: int = 0) -> torch.Tensor:
+def repeated_monte_carlo(
+    log_likelihood: LogLikelihood, latent_dim: int, n_samples: int, n_repeats: int, seed: int = 0
+) -> torch.Tensor:
     """``n_repeats`` independent ``S``-sample naive estimates of ``log p(x)``, shape
     ``(n_repeats,)``, drawn in one batch from a generator seeded with ``seed``."""
     g = torch.Generator().manual_seed(seed)
@@ -244,8 +268,13 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
     palette = [COLORS[k] for k in ("q", "reverse", "forward", "gap", "bound", "true")]
     with style():
         dims = list(dims)
-        ax0.semilogy(dims, [n_fixed**d for d in dims], "o-", color=COLORS["grid"],
-                     label=f"{n_fixed} points per axis")
+        ax0.semilogy(
+            dims,
+            [n_fixed**d for d in dims],
+            "o-",
+            color=COLORS["grid"],
+            label=f"{n_fixed} points per axis",
+        )
         ax0.set_xticks(dims)
         ax0.set_xlabel("latent dimension $d$")
         ax0.set_ylabel("decoder evaluations")
@@ -263,8 +292,13 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
     return fig
 
 
-def plot_monte_carlo_spread(ratios: np.ndarray, n_samples_hist: int, sample_sizes: Sequence[int],
-                            rms_errors: dict, predicted: dict):
+def plot_monte_carlo_spread(
+    ratios: np.ndarray,
+    n_samples_hist: int,
+    sample_sizes: Sequence[int],
+    rms_errors: dict,
+    predicted: dict,
+):
     """Left: histogram of naive estimates divided by the exact ``p(x)``.
     Right: root-mean-square relative error against the sample size ``S``, measured
     (markers) and predicted ``sqrt(rho / S)`` (dashed), one colour per ``d``."""
@@ -273,8 +307,13 @@ def plot_monte_carlo_spread(ratios: np.ndarray, n_samples_hist: int, sample_size
     with style():
         ax0.hist(ratios, bins=40, color=COLORS["grid"], alpha=0.8)
         ax0.axvline(1.0, color=COLORS["true"], lw=1.5, label="exact $p(x)$")
-        ax0.axvline(float(np.mean(ratios)), color=COLORS["reverse"], ls="--", lw=1.5,
-                    label="mean of estimates")
+        ax0.axvline(
+            float(np.mean(ratios)),
+            color=COLORS["reverse"],
+            ls="--",
+            lw=1.5,
+            label="mean of estimates",
+        )
         ax0.set_xlabel(r"estimate / exact $p(x)$")
         ax0.set_ylabel("count")
         ax0.set_title(f"naive Monte Carlo, $S = {n_samples_hist}$")

@@ -25,7 +25,11 @@ from . import notation as N
 from .derivation import Nonneg, log_tangent_lemma
 
 __all__ = [
-    "FiniteLatent", "LinearGaussian", "normal_pdf", "gaussian_kl", "gaussian_moment",
+    "FiniteLatent",
+    "LinearGaussian",
+    "normal_pdf",
+    "gaussian_kl",
+    "gaussian_moment",
     "gaussian_integral",
 ]
 
@@ -164,7 +168,9 @@ class FiniteLatent(_Family):
 
     def _integrate_z(self, f) -> sp.Expr:
         if N.z in f.free_symbols:
-            raise ValueError("in a finite family z is a label; write integrands through the densities")
+            raise ValueError(
+                "in a finite family z is a label; write integrands through the densities"
+            )
         return sp.Add(*(f.xreplace(self.state(k)) for k in range(self.K)))
 
     def _constants(self) -> dict:
@@ -185,7 +191,7 @@ class FiniteLatent(_Family):
         """Gibbs' inequality, certified: ``sum_k q_k h(r_k / q_k) >= 0`` with
         ``h(t) = t - 1 - log t >= 0``; it equals ``KL(q || r)`` when both sum to 1."""
         h = log_tangent_lemma()
-        return Nonneg.total([h.at(rk / qk).scale(qk) for qk, rk in zip(q, r)])
+        return Nonneg.total([h.at(rk / qk).scale(qk) for qk, rk in zip(q, r, strict=True)])
 
     def kl_q_posterior_nonneg(self) -> Nonneg:
         """Certificate that ``KL(q || p(z | x)) >= 0`` on this family."""
@@ -220,7 +226,9 @@ class LinearGaussian(_Family):
     def posterior(self) -> tuple[sp.Expr, sp.Expr]:
         """Mean and variance of ``p(z | x)``: ``w (x - b)/(w^2 + s^2)`` and
         ``s^2/(w^2 + s^2)``."""
-        return self.w * (self.x - self.b) / self.evidence_variance(), self.s**2 / self.evidence_variance()
+        return self.w * (
+            self.x - self.b
+        ) / self.evidence_variance(), self.s**2 / self.evidence_variance()
 
     def densities(self) -> dict:
         """Each abstract density as a function of ``z``."""
@@ -248,7 +256,9 @@ class LinearGaussian(_Family):
         g = sp.expand(sp.expand_log(f / normal_pdf(z, self.m, self.v)))
         if g.is_polynomial(z):  # f = q(z) * polynomial(z): dividing first keeps it small
             poly = sp.Poly(g, z)
-            return sp.expand(sum(c * gaussian_moment(j, self.m, self.v) for (j,), c in poly.terms()))
+            return sp.expand(
+                sum(c * gaussian_moment(j, self.m, self.v) for (j,), c in poly.terms())
+            )
         try:
             return gaussian_integral(f, z)
         except ValueError:

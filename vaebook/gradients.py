@@ -76,15 +76,21 @@ def exact_moments(f: sp.Expr, z: sp.Symbol, mu: sp.Symbol, sigma: sp.Symbol) -> 
     path = sp.diff(f, z)  # one pathwise draw, f'(z) with z = mu + sigma eps
     gradient = sp.expand(sp.diff(E(f), mu))
     var = lambda g: sp.factor(sp.expand(E(g**2) - E(g) ** 2))  # noqa: E731
-    return ExactMoments(gradient, sp.expand(sp.cancel(E(sp.expand(score)))), E(path),
-                        var(sp.expand(score)), var(path))
+    return ExactMoments(
+        gradient,
+        sp.expand(sp.cancel(E(sp.expand(score)))),
+        E(path),
+        var(sp.expand(score)),
+        var(path),
+    )
 
 
 # --------------------------------------------------------------------- estimators
 
 
-def score_function_estimates(f: Callable, mu: float, sigma: float, shape: Sequence[int],
-                             generator: torch.Generator) -> torch.Tensor:
+def score_function_estimates(
+    f: Callable, mu: float, sigma: float, shape: Sequence[int], generator: torch.Generator
+) -> torch.Tensor:
     """Independent single-draw score-function estimates ``f(z) d/dmu log N(z; mu, sigma^2)``,
     tensor of ``shape``. The score is computed by autograd through ``log_prob``; ``z``
     is detached, exactly what ``Normal(mu, sigma).sample()`` returns."""
@@ -96,8 +102,9 @@ def score_function_estimates(f: Callable, mu: float, sigma: float, shape: Sequen
     return f(z) * score  # shape
 
 
-def pathwise_estimates(f: Callable, mu: float, sigma: float, shape: Sequence[int],
-                       generator: torch.Generator) -> torch.Tensor:
+def pathwise_estimates(
+    f: Callable, mu: float, sigma: float, shape: Sequence[int], generator: torch.Generator
+) -> torch.Tensor:
     """Independent single-draw pathwise estimates ``d/dmu f(mu + sigma eps)``, tensor of
     ``shape``; autograd differentiates through the sample (``rsample``'s construction)."""
     mu_t = torch.full(tuple(shape), float(mu), dtype=DTYPE, requires_grad=True)  # shape
@@ -119,8 +126,15 @@ def variance_with_stderr(x: torch.Tensor) -> tuple[float, float]:
     return v, float(((d2**2).mean() - v**2).clamp_min(0).sqrt() / n**0.5)
 
 
-def replicate_variance(estimator: Callable, f: Callable, mu: float, sigma: float, n_samples: int,
-                       replicates: int, seed: int) -> tuple[float, float]:
+def replicate_variance(
+    estimator: Callable,
+    f: Callable,
+    mu: float,
+    sigma: float,
+    n_samples: int,
+    replicates: int,
+    seed: int,
+) -> tuple[float, float]:
     """Variance (and its standard error) over ``replicates`` independent runs of the
     ``n_samples``-draw average of ``estimator``; seeded."""
     g = torch.Generator().manual_seed(seed)
@@ -131,8 +145,17 @@ def replicate_variance(estimator: Callable, f: Callable, mu: float, sigma: float
 # ------------------------------------------------------------------------- figure
 
 
-def plot_variance_study(n_values, by_n: dict, exact_by_n: dict, sigmas, by_sigma: dict,
-                        exact_sigma_grid, exact_by_sigma: dict, sigma_fixed: float, mu: float):
+def plot_variance_study(
+    n_values,
+    by_n: dict,
+    exact_by_n: dict,
+    sigmas,
+    by_sigma: dict,
+    exact_sigma_grid,
+    exact_by_sigma: dict,
+    sigma_fixed: float,
+    mu: float,
+):
     """Two log-log panels: estimator variance against the number of samples (at
     ``sigma_fixed``) and single-draw variance against ``sigma``; Monte Carlo markers
     over exact curves. Dicts are keyed by estimator name."""
@@ -143,8 +166,9 @@ def plot_variance_study(n_values, by_n: dict, exact_by_n: dict, sigmas, by_sigma
             ax1.plot(n_values, exact_by_n[name], color=c, label=f"{name}, exact")
             ax1.plot(n_values, by_n[name], "o", color=c, mfc="white", label=f"{name}, Monte Carlo")
             ax2.plot(exact_sigma_grid, exact_by_sigma[name], color=c, label=f"{name}, exact")
-            ax2.plot(sigmas, by_sigma[name], "o", color=c, mfc="white",
-                     label=f"{name}, Monte Carlo")
+            ax2.plot(
+                sigmas, by_sigma[name], "o", color=c, mfc="white", label=f"{name}, Monte Carlo"
+            )
         for ax in (ax1, ax2):
             ax.set_xscale("log")
             ax.set_yscale("log")

@@ -14,7 +14,7 @@ every step, and argument validation costs more than the arithmetic it guards.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
     """Linear layers of the given sizes with ReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -131,7 +131,9 @@ class LinearVAE(VAE):
         w = self.decoder.weight.double()  # (D, L)
         b = self.decoder.bias.double()  # (D,)
         noise = (2 * self.log_decoder_std.double()).exp()  # ()
-        cov = w @ w.T + noise * torch.eye(self.data_dim, dtype=torch.float64, device=w.device)  # (D, D)
+        cov = w @ w.T + noise * torch.eye(
+            self.data_dim, dtype=torch.float64, device=w.device
+        )  # (D, D)
         return MultivariateNormal(b, covariance_matrix=cov)
 
     def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:

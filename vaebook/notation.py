@@ -15,10 +15,25 @@ from __future__ import annotations
 import sympy as sp
 
 __all__ = [
-    "z", "px", "pz", "px_z", "pxz", "pz_x", "qz",
-    "ELBO", "KL_post", "KL_prior", "DEFINITIONS", "LATEX_NAMES",
-    "integral", "expectation", "latex", "expand_definitions", "Z_DEPENDENT",
-    "Normal", "explicit",
+    "z",
+    "px",
+    "pz",
+    "px_z",
+    "pxz",
+    "pz_x",
+    "qz",
+    "ELBO",
+    "KL_post",
+    "KL_prior",
+    "DEFINITIONS",
+    "LATEX_NAMES",
+    "integral",
+    "expectation",
+    "latex",
+    "expand_definitions",
+    "Z_DEPENDENT",
+    "Normal",
+    "explicit",
 ]
 
 z = sp.Symbol("z", real=True)  # the latent variable

@@ -28,7 +28,9 @@ from .models import VAE
 def gaussian_kl_to_standard_normal(posterior: Independent) -> torch.Tensor:
     """KL(q || N(0, I)) per example, summed over latent dims: (B,), by ``kl_divergence``."""
     loc = posterior.base_dist.loc  # (B, L)
-    standard = Independent(Normal(torch.zeros_like(loc), torch.ones_like(loc), validate_args=False), 1)
+    standard = Independent(
+        Normal(torch.zeros_like(loc), torch.ones_like(loc), validate_args=False), 1
+    )
     return kl_divergence(posterior, standard)  # (B,)
 
 
@@ -51,7 +53,9 @@ class ElboTerms:
         return (self.beta * self.kl - self.reconstruction).mean()
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, beta: float = 1.0, analytic_kl: bool = True) -> ElboTerms:
+def elbo_terms(
+    model: VAE, x: torch.Tensor, beta: float = 1.0, analytic_kl: bool = True
+) -> ElboTerms:
     """ELBO terms for a batch x (B, D), one reparameterised z per example.
 
     With ``analytic_kl=False`` the KL is ``log q(z|x) - log p(z)`` at the same z
@@ -88,7 +92,9 @@ class LikelihoodEstimate:
     stderr: float  # standard error of ``mean`` over examples
     per_example: torch.Tensor  # (N,) estimate for each example
     k: int
-    bounds: dict[int, torch.Tensor] = field(default_factory=dict)  # {k': (N,) IWAE-k' from the same draws}
+    bounds: dict[int, torch.Tensor] = field(
+        default_factory=dict
+    )  # {k': (N,) IWAE-k' from the same draws}
 
 
 @torch.no_grad()
@@ -119,7 +125,10 @@ def estimate_log_likelihood(
         max_elements = 1 << 21 if x.device.type == "cpu" else 1 << 26
     was_training = model.training
     model.eval()
-    width = max([model.data_dim] + [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)])
+    width = max(
+        [model.data_dim]
+        + [m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    )
     align = max(bound_ks, default=1)  # sample chunks hold whole groups of every bound
     parts, bound_parts = [], {kb: [] for kb in bound_ks}
     for xb in x.split(data_chunk):  # xb: (b, D)

@@ -66,8 +66,15 @@ def plot_gap_surface(m_grid, v_grid, gap, m_star, v_star, title: str = ""):
         levels = np.quantile(gap, np.linspace(0.0, 0.95, 12))
         cs = ax.contourf(m_grid, v_grid, gap, levels=np.unique(levels), cmap="viridis")
         fig.colorbar(cs, ax=ax, label=r"gap $\log p(x) - \mathrm{ELBO}$ (nats)")
-        ax.plot([m_star], [v_star], marker="*", ms=14, color="white", mec="black",
-                label="true posterior")
+        ax.plot(
+            [m_star],
+            [v_star],
+            marker="*",
+            ms=14,
+            color="white",
+            mec="black",
+            label="true posterior",
+        )
         ax.set_xlabel("variational mean $m$")
         ax.set_ylabel("variational variance $v$")
         ax.set_title(title)

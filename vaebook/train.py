@@ -85,7 +85,7 @@ class TrainConfig:
     progress: bool = True  # show a tqdm progress bar on stderr
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Config from a dict (e.g. a JSON file); unknown keys are an error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -105,7 +105,9 @@ class TrainConfig:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
         if self.binarize not in BINARIZATIONS:
-            raise ConfigError(f"binarize must be one of {', '.join(BINARIZATIONS)}, got {self.binarize!r}")
+            raise ConfigError(
+                f"binarize must be one of {', '.join(BINARIZATIONS)}, got {self.binarize!r}"
+            )
         if self.model not in ("mlp", "linear") or self.likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"unknown model/likelihood {self.model!r}/{self.likelihood!r}")
         if self.model == "linear" and self.likelihood != "gaussian":
@@ -117,7 +119,11 @@ class TrainConfig:
 
     def resolved_sizes(self, data_dim: int) -> tuple[list[int], int]:
         """(hidden_dims, latent_dim) with the None defaults filled in for this data."""
-        hidden = self.hidden_dims if self.hidden_dims is not None else ([128] if data_dim <= 64 else [400])
+        hidden = (
+            self.hidden_dims
+            if self.hidden_dims is not None
+            else ([128] if data_dim <= 64 else [400])
+        )
         default_latent = 2 if self.dataset == "ppca" else (8 if data_dim <= 64 else 20)
         return list(hidden), self.latent_dim if self.latent_dim is not None else default_latent
 
@@ -170,8 +176,11 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 
 
 # -- checkpoints -----------------------------------------------------------------
-def save_checkpoint(run_dir: Path, model, optimizer, epoch: int, step: int, batch_gen: torch.Generator) -> None:
-    """Write trainer_state.pt, then model.safetensors, each atomically, both tagged with ``epoch``."""
+def save_checkpoint(
+    run_dir: Path, model, optimizer, epoch: int, step: int, batch_gen: torch.Generator
+) -> None:
+    """Write trainer_state.pt, then model.safetensors, each atomically, both tagged with
+    ``epoch``."""
     state = {
         "epoch": epoch,
         "step": step,
@@ -199,11 +208,14 @@ def load_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
             epoch = int((f.metadata() or {}).get("epoch", -1))
         return load_file(str(path)), epoch
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}"
+        ) from None
 
 
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(weights, trainer state) from a run folder; CheckpointError if absent, corrupt or inconsistent."""
+    """(weights, trainer state) from a run folder; CheckpointError if absent, corrupt or
+    inconsistent."""
     weights, weights_epoch = load_weights(run_dir)
     path = run_dir / "trainer_state.pt"
     if not path.is_file():
@@ -211,16 +223,20 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated pickles/zips
-        raise CheckpointError(f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}"
+        ) from None
     if state.get("epoch") != weights_epoch:
         raise CheckpointError(
-            f"checkpoint in {run_dir} is inconsistent: weights from epoch {weights_epoch}, trainer state from epoch {state.get('epoch')}"
+            f"checkpoint in {run_dir} is inconsistent: weights from epoch {weights_epoch}, "
+            f"trainer state from epoch {state.get('epoch')}"
         )
     return weights, state
 
 
 def read_metrics_lines(path: Path, up_to_epoch: int | None = None) -> list[dict]:
-    """Complete JSON lines of metrics.jsonl (a torn last line is dropped), optionally up to an epoch."""
+    """Complete JSON lines of metrics.jsonl (a torn last line is dropped), optionally up to
+    an epoch."""
     if not path.is_file():
         return []
     rows = []
@@ -248,27 +264,36 @@ def load_config(run_dir: Path) -> TrainConfig:
 
 def model_for(config: TrainConfig, data_dim: int) -> VAE:
     hidden, latent = config.resolved_sizes(data_dim)
-    return build_model(config.model, data_dim, hidden, latent, config.likelihood, config.decoder_std)
+    return build_model(
+        config.model, data_dim, hidden, latent, config.likelihood, config.decoder_std
+    )
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[TrainConfig, VAE, DataSplit]:
+def load_run(
+    run_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TrainConfig, VAE, DataSplit]:
     """Config, trained model (eval mode, on ``device``) and data split of a run folder."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
-    data = load_dataset(config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction)
+    data = load_dataset(
+        config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction
+    )
     model = model_for(config, data.data_dim)
     weights, _ = load_weights(run_dir)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        raise CheckpointError(f"weights in {run_dir} do not fit the configured model: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"weights in {run_dir} do not fit the configured model: {str(e).splitlines()[0]}"
+        ) from None
     return config, model.to(device).eval(), data
 
 
 # -- evaluation ------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int, chunk: int = 2048) -> dict[str, float]:
-    """Test-set ELBO, its terms and active units, drawn with a private RNG (training RNG untouched)."""
+    """Test-set ELBO, its terms and active units, drawn with a private RNG (the training RNG
+    is untouched)."""
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
@@ -287,14 +312,22 @@ def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int, chunk: int = 2048) -> 
 
 
 # -- training ----------------------------------------------------------------------
-def make_train_step(model: VAE, optimizer, beta: float = 1.0, analytic_kl: bool = True,
-                    bf16: bool = False, compile: bool = False):
-    """One optimisation step on a batch: ``step(x (B, D)) -> (loss, reconstruction, kl)`` batch means, (3,).
+def make_train_step(
+    model: VAE,
+    optimizer,
+    beta: float = 1.0,
+    analytic_kl: bool = True,
+    bf16: bool = False,
+    compile: bool = False,
+):
+    """One optimisation step on a batch: ``step(x (B, D)) -> (loss, reconstruction, kl)``,
+    batch means, shape (3,).
 
     No host sync: the returned tensor stays on the device. ``bf16`` autocasts the
     forward pass on CUDA; the Bernoulli log-likelihood is computed from logits
     (binary_cross_entropy_with_logits), which autocast keeps in float32.
     """
+
     def loss_fn(xb):  # xb: (B, D)
         terms = elbo_terms(model, xb, beta, analytic_kl)
         return terms.loss, terms.reconstruction.detach().mean(), terms.kl.detach().mean()
@@ -327,17 +360,24 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         config = dataclasses.replace(config, run_name=default_run_name(config))
     run_dir = Path(config.out_dir) / config.run_name
     if not resume and (run_dir / "config.json").exists():
-        raise ConfigError(f"run folder {run_dir} exists; resume it (train --resume {run_dir}) or pick another --run-name")
+        raise ConfigError(
+            f"run folder {run_dir} exists; resume it (train --resume {run_dir}) "
+            "or pick another --run-name"
+        )
     if resume and not (run_dir / "config.json").exists():
         raise CheckpointError(f"nothing to resume in {run_dir} (config.json missing)")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = select_device(config.device)
     seed_everything(config.seed)
-    data = load_dataset(config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction)
+    data = load_dataset(
+        config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction
+    )
     n_train = data.train.shape[0]
     if config.batch_size > n_train:
-        raise ConfigError(f"batch size {config.batch_size} is larger than the training set ({n_train} examples)")
+        raise ConfigError(
+            f"batch size {config.batch_size} is larger than the training set ({n_train} examples)"
+        )
 
     train_x, test_x = data.train.to(device), data.test.to(device)  # (N, D), (N_test, D)
     model = model_for(config, data.data_dim).to(device)
@@ -355,23 +395,37 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         start_epoch, step = state["epoch"], state["step"]
         kept = read_metrics_lines(run_dir / "metrics.jsonl", up_to_epoch=start_epoch)
         wall_before = kept[-1]["wall_time_s"] if kept else 0.0
-        atomic_write_bytes(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
+        atomic_write_bytes(
+            run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode()
+        )
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", asdict(config))
         atomic_write_bytes(run_dir / "metrics.jsonl", b"")
 
     use_bf16 = config.bf16 and device.type == "cuda"
-    train_step = make_train_step(model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile)
+    train_step = make_train_step(
+        model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile
+    )
     steps_per_epoch = math.ceil(n_train / config.batch_size)
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
-               disable=not config.progress, desc=config.run_name, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=start_epoch * steps_per_epoch,
+        disable=not config.progress,
+        desc=config.run_name,
+        unit="step",
+        dynamic_ncols=True,
+    )
     t0 = time.perf_counter()
     metrics: dict = {}
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             model.train()
-            epoch_x = torch.bernoulli(train_x, generator=batch_gen) if config.binarize == "dynamic" else train_x
+            epoch_x = (
+                torch.bernoulli(train_x, generator=batch_gen)
+                if config.binarize == "dynamic"
+                else train_x
+            )
             perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
             sums = torch.zeros(3, device=device)  # loss, reconstruction, kl summed over steps
             for i, idx in enumerate(perm.split(config.batch_size)):
@@ -380,24 +434,39 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 if (i + 1) % config.progress_every == 0 or i + 1 == steps_per_epoch:
                     running = sums[0].item() / (i + 1)  # the only sync in the loop
                     if not math.isfinite(running):
-                        raise TrainingDiverged(f"loss became {running} in epoch {epoch} (step {step})")
+                        raise TrainingDiverged(
+                            f"loss became {running} in epoch {epoch} (step {step})"
+                        )
                     bar.set_postfix(elbo=f"{-running:.2f}", refresh=False)
                     bar.update((i + 1) - (bar.n - (epoch - 1) * steps_per_epoch))
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDiverged(f"weights became non-finite in epoch {epoch}")
             mean = (sums / steps_per_epoch).tolist()
-            metrics = {"epoch": epoch, "step": step, "binarization": config.binarize, "train_loss": mean[0], "train_elbo": mean[1] - mean[2],
-                       "train_reconstruction": mean[1], "train_kl": mean[2],
-                       **evaluate_elbo(model, test_x, seed=config.seed + epoch),
-                       "wall_time_s": wall_before + time.perf_counter() - t0}
+            metrics = {
+                "epoch": epoch,
+                "step": step,
+                "binarization": config.binarize,
+                "train_loss": mean[0],
+                "train_elbo": mean[1] - mean[2],
+                "train_reconstruction": mean[1],
+                "train_kl": mean[2],
+                **evaluate_elbo(model, test_x, seed=config.seed + epoch),
+                "wall_time_s": wall_before + time.perf_counter() - t0,
+            }
             with open(run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(metrics) + "\n")
             if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                 save_checkpoint(run_dir, model, optimizer, epoch, step, batch_gen)
     except TrainingDiverged as e:
         last = read_metrics_lines(run_dir / "metrics.jsonl")
-        kept = f"epoch {last[-1]['epoch']}" if (run_dir / "model.safetensors").exists() and last else "none"
-        raise TrainingDiverged(f"{e}; stopped, last good checkpoint kept in {run_dir} ({kept})") from None
+        kept = (
+            f"epoch {last[-1]['epoch']}"
+            if (run_dir / "model.safetensors").exists() and last
+            else "none"
+        )
+        raise TrainingDiverged(
+            f"{e}; stopped, last good checkpoint kept in {run_dir} ({kept})"
+        ) from None
     finally:
         bar.close()
 
@@ -405,25 +474,47 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         with torch.no_grad():
-            iwae = torch.cat([iwae_bound(model.eval(), xb, config.eval_k) for xb in test_x.split(256)]).mean().item()
+            iwae = (
+                torch.cat([iwae_bound(model.eval(), xb, config.eval_k) for xb in test_x.split(256)])
+                .mean()
+                .item()
+            )
     if not metrics:  # resumed a run that had already finished
         metrics = read_metrics_lines(run_dir / "metrics.jsonl")[-1]
-    final = {**metrics, f"test_iwae_{config.eval_k}": iwae, "dataset": config.dataset, "binarization": config.binarize}
+    final = {
+        **metrics,
+        f"test_iwae_{config.eval_k}": iwae,
+        "dataset": config.dataset,
+        "binarization": config.binarize,
+    }
     atomic_write_json(run_dir / "metrics.json", final)
-    atomic_write_json(run_dir / "provenance.json", provenance(config, device, wall, use_bf16, resumed_from=start_epoch if resume else None))
+    atomic_write_json(
+        run_dir / "provenance.json",
+        provenance(config, device, wall, use_bf16, resumed_from=start_epoch if resume else None),
+    )
     return {**final, "run_dir": str(run_dir)}
 
 
-def provenance(config: TrainConfig, device: torch.device, wall: float, bf16: bool, resumed_from: int | None) -> dict:
+def provenance(
+    config: TrainConfig, device: torch.device, wall: float, bf16: bool, resumed_from: int | None
+) -> dict:
     """What actually ran: the device that trained, versions, seed, epochs, wall time."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        cpu = platform.processor() or platform.machine()
+        name = f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
     return {
-        "device": str(device), "device_name": name, "torch_version": torch.__version__,
-        "vaebook_version": __version__, "python_version": platform.python_version(),
-        "seed": config.seed, "epochs": config.epochs, "wall_time_s": wall,
-        "bf16_autocast": bf16, "compiled": config.compile, "binarization": config.binarize,
+        "device": str(device),
+        "device_name": name,
+        "torch_version": torch.__version__,
+        "vaebook_version": __version__,
+        "python_version": platform.python_version(),
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "wall_time_s": wall,
+        "bf16_autocast": bf16,
+        "compiled": config.compile,
+        "binarization": config.binarize,
         "resumed_from_epoch": resumed_from,
     }
