@@ -75,6 +75,7 @@ def test_evaluate_reports_consistent_bounds(trained_run):
     assert ev["elbo"] <= ev["iwae_20"] <= ev["log_likelihood"]
     assert ev["consistent"] and ev["examples"] == 359
     assert "ELBO <= IWAE-20 <= estimate: yes" in result.stdout
+    assert "log p(x), k=500" in result.stderr and "359/359" in result.stderr  # progress bar
 
 
 def test_list_shows_datasets_and_runs(trained_run, capsys):

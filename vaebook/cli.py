@@ -162,6 +162,7 @@ def build_parser() -> OneLineParser:
     )
     e.add_argument("--device", default="auto")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--no-progress", dest="progress", action="store_false")
 
     b = sub.add_parser(
         "bench", help="throughput vs the classic PyTorch VAE loop; log p(x) estimate timing"
@@ -225,7 +226,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--iwae-k ({args.iwae_k}) must divide --k ({args.k})")
     torch.manual_seed(args.seed)
     terms = evaluate_elbo(model, x, seed=args.seed)  # analytic-KL split of the ELBO
-    ll = estimate_log_likelihood(model, x, k=args.k, bound_ks=(1, args.iwae_k))
+    ll = estimate_log_likelihood(
+        model, x, k=args.k, bound_ks=(1, args.iwae_k), progress=args.progress
+    )
     elbo, iwae = ll.bounds[1].mean().item(), ll.bounds[args.iwae_k].mean().item()
     result = {
         "examples": x.shape[0],
