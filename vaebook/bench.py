@@ -151,9 +151,8 @@ def loglik_loop_per_example(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor
     for xi in x:  # (D,)
         q = model.posterior(xi[None])
         z = q.sample((k,))  # (k, 1, L)
-        log_w = (
-            model.likelihood(z).log_prob(xi) + model.prior().log_prob(z) - q.log_prob(z)
-        )  # (k, 1)
+        log_px_z = model.likelihood(z).log_prob(xi)  # (k, 1)
+        log_w = log_px_z + model.prior().log_prob(z) - q.log_prob(z)  # (k, 1)
         out.append(torch.logsumexp(log_w[:, 0], 0) - math.log(k))
     return torch.stack(out)
 
@@ -188,13 +187,9 @@ def load_784(args) -> np.ndarray:
     if args.dataset == "digits":
         from sklearn.datasets import load_digits
 
-        small = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[
-            :, None
-        ]  # (1797, 1, 8, 8)
-        big = F.interpolate(small, size=(28, 28), mode="bilinear", align_corners=False)[
-            :, 0
-        ]  # (1797, 28, 28)
-        return (big.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        small = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)  # (1797, 8, 8)
+        big = F.interpolate(small[:, None], size=(28, 28), mode="bilinear", align_corners=False)
+        return (big[:, 0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)  # (1797, 28, 28)
     rng = np.random.default_rng(args.seed)
     return rng.integers(0, 256, size=(10000, 28, 28), dtype=np.uint8)
 
