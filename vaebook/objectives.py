@@ -72,11 +72,15 @@ def elbo_terms(
     return ElboTerms(reconstruction, kl, beta)
 
 
+def log_weights(model: VAE, x: torch.Tensor, q: Independent, z: torch.Tensor) -> torch.Tensor:
+    """``log p(x, z) - log q(z|x)`` for draws z (S, B, L) from q (batch (B,)): (S, B)."""
+    return model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)  # (S, B)
+
+
 def log_importance_weights(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
     """``log p(x, z_i) - log q(z_i|x)`` for k draws z_i ~ q(z|x): (k, B)."""
     q = model.posterior(x)  # batch (B,), event (L,)
-    z = q.rsample((k,))  # (k, B, L)
-    return model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)  # (k, B)
+    return log_weights(model, x, q, q.rsample((k,)))  # (k, B)
 
 
 def iwae_bound(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -141,15 +145,14 @@ def estimate_log_likelihood(
         samples_per_chunk = max(align, min(k, max_elements // (b * width)) // align * align)
         bound_sums = {kb: torch.zeros(b, device=x.device) for kb in bound_ks}  # (b,) each
         q = model.posterior(xb)  # batch (b,), event (L,)
-        prior = model.prior()
         acc = torch.full((b,), -math.inf, device=x.device, dtype=torch.float32)  # (b,)
         for start in range(0, k, samples_per_chunk):
             s = min(samples_per_chunk, k - start)
             z = q.sample((s,))  # (s, b, L)
-            log_w = model.likelihood(z).log_prob(xb) + prior.log_prob(z) - q.log_prob(z)  # (s, b)
-            acc = torch.logaddexp(acc, torch.logsumexp(log_w.float(), dim=0))  # (b,)
+            log_w = log_weights(model, xb, q, z).float()  # (s, b)
+            acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))  # (b,)
             for kb in bound_ks:
-                groups = log_w.float().reshape(s // kb, kb, b)  # (s/kb, kb, b)
+                groups = log_w.reshape(s // kb, kb, b)  # (s/kb, kb, b)
                 bound_sums[kb] += (torch.logsumexp(groups, dim=1) - math.log(kb)).sum(0)  # (b,)
         parts.append(acc - math.log(k))
         bar.update(b)
