@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 import yaml
 
-from vaebook.derivation import StepError
+from vaebook.symbolic.derivation import StepError
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaebook.data import (
+from vaebook.vae.data import (
     DatasetError,
     load_dataset,
     load_mnist,
@@ -93,7 +93,7 @@ def test_mnist_from_idx_files_and_clear_errors(tmp_path):
 
 def test_gz_with_wrong_checksum_is_refused(tmp_path):
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(10), compress=True)
-    from vaebook.data import find_mnist_file
+    from vaebook.vae.data import find_mnist_file
 
     with pytest.raises(DatasetError, match="checksum"):
         find_mnist_file(tmp_path, "t10k-labels-idx1-ubyte")
@@ -103,7 +103,7 @@ def test_gz_with_wrong_checksum_is_refused(tmp_path):
     not (LOCAL_MNIST / "t10k-images-idx3-ubyte.gz").exists(), reason="real MNIST test files absent"
 )
 def test_real_mnist_test_files_if_present():
-    from vaebook.data import find_mnist_file
+    from vaebook.vae.data import find_mnist_file
 
     images = read_idx(find_mnist_file(LOCAL_MNIST, "t10k-images-idx3-ubyte"))
     labels = read_idx(find_mnist_file(LOCAL_MNIST, "t10k-labels-idx1-ubyte"))

@@ -3,17 +3,15 @@
 import pytest
 import sympy as sp
 
-from vaebook import notation as N
-from vaebook.derivation import (
-    Derivation,
+from vaebook.symbolic import notation as N
+from vaebook.symbolic.certificates import (
     Nonneg,
-    StepError,
     convex_minimum,
     log_tangent_lemma,
     second_derivative_sign,
-    vanishes,
 )
-from vaebook.families import FiniteLatent, LinearGaussian
+from vaebook.symbolic.derivation import Derivation, StepError, vanishes
+from vaebook.symbolic.families import FiniteLatent, LinearGaussian
 
 x, y = sp.symbols("x y", positive=True)
 a = sp.Symbol("a", real=True)
@@ -39,7 +37,7 @@ def test_a_false_step_raises_naming_the_step():
 
 def test_a_step_that_cannot_be_proven_is_not_accepted(monkeypatch):
     # a true identity the simplifier cannot prove must be refused, not waved through
-    import vaebook.derivation as D
+    import vaebook.symbolic.derivation as D
 
     monkeypatch.setattr(D, "vanishes", lambda expr, given=None: False)
     d = Derivation(sp.sin(a) ** 2 + sp.cos(a) ** 2, title="trig")
@@ -139,8 +137,8 @@ def test_conclude_and_equation():
 
 
 def test_displayed_normal_density_is_checked_by_its_formula():
-    from vaebook.families import normal_pdf
-    from vaebook.notation import Normal, explicit, latex
+    from vaebook.symbolic.families import normal_pdf
+    from vaebook.symbolic.notation import Normal, explicit, latex
 
     m = sp.Symbol("m", real=True)
     v = sp.Symbol("v", positive=True)

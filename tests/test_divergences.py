@@ -11,19 +11,20 @@ import torch
 from scipy import integrate, special, stats
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from vaebook.derivation import Derivation, StepError
-from vaebook.divergences import (
-    GaussianIntegrals,
+from vaebook.chapters.ch06_reconstruction_regularisation import (
+    kl_diag_gaussian_to_standard_normal,
+)
+from vaebook.chapters.ch07_forward_reverse_kl import (
     GaussianMixture1D,
     fit_forward_kl,
     fit_reverse_kl,
     forward_kl,
-    kl_diag_gaussian_to_standard_normal,
     negative_elbo_bernoulli,
     plot_kl_fits,
     reverse_kl,
 )
-from vaebook.families import gaussian_integral, normal_pdf
+from vaebook.symbolic.derivation import Derivation, StepError
+from vaebook.symbolic.families import GaussianIntegrals, gaussian_integral, normal_pdf
 
 TARGET = GaussianMixture1D.bimodal(5.0, left_weight=0.3)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from vaebook.evidence import (
+from vaebook.chapters.ch01_latent_variable_models import (
     CountingLikelihood,
     LinearGaussianDecoder,
     TanhDecoder,

@@ -8,8 +8,13 @@ import sympy as sp
 import torch
 from scipy import integrate
 
-from vaebook import notation as N
-from vaebook.families import FiniteLatent, LinearGaussian, gaussian_moment, normal_pdf
+from vaebook.symbolic import notation as N
+from vaebook.symbolic.families import (
+    FiniteLatent,
+    LinearGaussian,
+    gaussian_moment,
+    normal_pdf,
+)
 
 
 def _probabilities(rng, K):

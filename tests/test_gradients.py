@@ -7,8 +7,7 @@ import pytest
 import sympy as sp
 import torch
 
-from vaebook.families import normal_pdf
-from vaebook.gradients import (
+from vaebook.chapters.ch08_reparameterisation import (
     ESTIMATORS,
     exact_moments,
     gaussian_polynomial_expectation,
@@ -19,6 +18,7 @@ from vaebook.gradients import (
     torch_function,
     variance_with_stderr,
 )
+from vaebook.symbolic.families import normal_pdf
 
 z, mu = sp.symbols("z mu", real=True)
 sigma = sp.Symbol("sigma", positive=True)

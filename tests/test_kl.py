@@ -9,9 +9,15 @@ import sympy as sp
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vaebook.derivation import Derivation, StepError, log_tangent_lemma
-from vaebook.families import FiniteLatent, LinearGaussian, gaussian_kl, normal_pdf
-from vaebook.notation import KL_prior
+from vaebook.symbolic.certificates import log_tangent_lemma
+from vaebook.symbolic.derivation import Derivation, StepError
+from vaebook.symbolic.families import (
+    FiniteLatent,
+    LinearGaussian,
+    gaussian_kl,
+    normal_pdf,
+)
+from vaebook.symbolic.notation import KL_prior
 
 m1, m2 = sp.symbols("m_1 m_2", real=True)
 v1, v2 = sp.symbols("v_1 v_2", positive=True)

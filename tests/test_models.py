@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vaebook.models import VAE, LinearVAE, build_model
+from vaebook.vae.models import VAE, LinearVAE, build_model
 
 
 def test_default_shapes_784_400_20():

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch.distributions import MultivariateNormal
 
-from vaebook.data import make_ppca, ppca_mle, ppca_mle_log_likelihood
-from vaebook.models import VAE, LinearVAE
-from vaebook.objectives import (
+from vaebook.vae.data import make_ppca, ppca_mle, ppca_mle_log_likelihood
+from vaebook.vae.models import VAE, LinearVAE
+from vaebook.vae.objectives import (
     active_units,
     elbo_terms,
     estimate_log_likelihood,

@@ -14,15 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 import vaebook
-from vaebook import train as train_module
-from vaebook.train import (
-    CheckpointError,
-    ConfigError,
-    TrainConfig,
-    TrainingDiverged,
-    load_checkpoint,
-    train,
-)
+from vaebook.vae import train as train_module
+from vaebook.vae.checkpoint import CheckpointError, load_checkpoint
+from vaebook.vae.config import ConfigError, TrainConfig
+from vaebook.vae.train import TrainingDiverged, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,18 +10,8 @@ import torch
 from scipy import integrate, optimize, stats
 from torch.distributions import Independent, Normal, kl_divergence
 
-from vaebook.derivation import Derivation, StepError
-from vaebook.families import FiniteLatent, LinearGaussian
-from vaebook.variational import (
-    beta_objective,
-    beta_optimum,
-    gaussian_nll,
-    jensen_gap_certificate,
-    jensen_log_certificate,
-    jensen_square_certificate,
-    kl_diag_gaussian_to_standard_normal,
-    log_ratio_coefficients,
-    monte_carlo_kl_to_standard_normal,
+from vaebook.chapters.ch04_jensen_bound import log_ratio_coefficients
+from vaebook.chapters.ch05_elbo_vs_kl import (
     plot_em_history,
     ppca1_elbo,
     ppca1_log_evidence,
@@ -30,6 +20,19 @@ from vaebook.variational import (
     ppca1_posterior,
     variational_em,
 )
+from vaebook.chapters.ch06_reconstruction_regularisation import (
+    beta_objective,
+    beta_optimum,
+    gaussian_nll,
+    kl_diag_gaussian_to_standard_normal,
+    monte_carlo_kl_to_standard_normal,
+)
+from vaebook.symbolic.certificates import (
+    jensen_log_certificate,
+    jensen_square_certificate,
+)
+from vaebook.symbolic.derivation import Derivation, StepError
+from vaebook.symbolic.families import FiniteLatent, LinearGaussian, jensen_gap_certificate
 
 
 def synthetic(n=150, seed=0):
@@ -146,7 +149,7 @@ def test_elbo_matches_monte_carlo_and_equals_evidence_at_posterior():
 
 def test_elbo_matches_symbolic_family_for_scalar_x():
     lg = LinearGaussian()
-    from vaebook.notation import ELBO
+    from vaebook.symbolic.notation import ELBO
 
     vals = {lg.x: 1.2, lg.w: 1.5, lg.b: 0.5, lg.s: 0.8, lg.m: 0.2, lg.v: 0.3}
     ref = float(lg.interpret(ELBO).subs(vals))
@@ -249,8 +252,8 @@ def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
 
 
 def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
-    from vaebook.notation import KL_prior
-    from vaebook.variational import finite_gradient_interpretation
+    from vaebook.symbolic.families import finite_gradient_interpretation
+    from vaebook.symbolic.notation import KL_prior
 
     fam = FiniteLatent(3)
     interpret = finite_gradient_interpretation(fam)
@@ -266,8 +269,7 @@ def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
 
 
 def test_gaussian_integrals_match_numerical_quadrature_and_reject_other_integrands():
-    from vaebook.families import normal_pdf
-    from vaebook.variational import gaussian_integrals
+    from vaebook.symbolic.families import gaussian_integrals, normal_pdf
 
     z1, z2 = sp.symbols("z_1 z_2", real=True)
     vals = {"m1": 0.3, "v1": 0.7, "m2": -1.1, "v2": 1.9}

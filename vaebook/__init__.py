@@ -1,14 +1,16 @@
 """vaebook: checked derivations of the VAE objective, and the VAEs that illustrate them.
 
-Modules (one idea each):
+Layers (``tests/test_layout.py`` enforces who may import whom):
 
-- :mod:`vaebook.derivation` -- checked chains of SymPy steps (``Derivation``) and
-  certified non-negative facts (``Nonneg``).
-- :mod:`vaebook.families` -- model families in which expectations are exact: a finite
-  latent variable and the linear-Gaussian model.
-- :mod:`vaebook.plots` -- the figures the chapters draw.
-- training side: :mod:`vaebook.models`, :mod:`vaebook.objectives`, :mod:`vaebook.data`,
-  :mod:`vaebook.train`, CLI in :mod:`vaebook.__main__`.
+- :mod:`vaebook.symbolic` -- notation, checked derivations, certificates, exact model
+  families. SymPy only.
+- :mod:`vaebook.vae` -- configuration, data, models, the training objective, checkpoints,
+  the training loop. torch and NumPy only.
+- :mod:`vaebook.plots` -- the book's figure style. matplotlib only.
+- :mod:`vaebook.chapters` -- one module per chapter: what only that chapter shows. May
+  import both halves and the style.
+- :mod:`vaebook.cli`, :mod:`vaebook.bench`, ``python -m vaebook`` -- the command line, on
+  top of everything; nothing imports it.
 """
 
 __version__ = "0.1.0"

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .models import VAE
-from .objectives import estimate_log_likelihood
-from .train import make_optimizer, make_train_step, select_device
+from .vae.models import VAE
+from .vae.objectives import estimate_log_likelihood
+from .vae.train import make_optimizer, make_train_step, select_device
 
 
 # -- the classic example, kept as it is written there -----------------------------
@@ -170,7 +170,7 @@ def load_784(args) -> np.ndarray:
     if args.dataset == "mnist":  # the training images, or the test images when only those are there
         from pathlib import Path
 
-        from .data import MNIST_FILES, MNIST_URL_HINT, DatasetError, find_mnist_file, read_idx
+        from .vae.data import MNIST_FILES, MNIST_URL_HINT, DatasetError, find_mnist_file, read_idx
 
         if args.data_dir is None:
             raise DatasetError("bench --dataset mnist needs --data-dir")

@@ -12,9 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-# Names only, so that argument errors need no torch import (a test checks they match vaebook.data).
-DATASET_NAMES = ("digits", "mnist", "ppca")
-BINARIZATION_NAMES = ("none", "static", "dynamic")
+# vaebook.vae.config imports no torch, so argument errors come back at once.
+from .vae.config import BINARIZATIONS, DATASETS, LIKELIHOODS, MODELS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -111,11 +110,11 @@ def build_parser() -> OneLineParser:
     t.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
-    t.add_argument("--dataset", choices=DATASET_NAMES, default=S)
+    t.add_argument("--dataset", choices=list(DATASETS), default=S)
     t.add_argument("--data-dir", dest="data_dir", default=S, help="folder with the MNIST IDX files")
-    t.add_argument("--binarize", choices=BINARIZATION_NAMES, default=S)
-    t.add_argument("--model", choices=["mlp", "linear"], default=S)
-    t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=S)
+    t.add_argument("--binarize", choices=BINARIZATIONS, default=S)
+    t.add_argument("--model", choices=MODELS, default=S)
+    t.add_argument("--likelihood", choices=LIKELIHOODS, default=S)
     t.add_argument(
         "--hidden-dims", dest="hidden_dims", type=int_list, default=S, help="e.g. 400 or 256,128"
     )
@@ -175,7 +174,9 @@ def build_parser() -> OneLineParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import ConfigError, TrainConfig, load_config, train
+    from .vae.checkpoint import load_config
+    from .vae.config import ConfigError, TrainConfig
+    from .vae.train import train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
     if args.resume is not None:
@@ -216,8 +217,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from .objectives import estimate_log_likelihood
-    from .train import ConfigError, atomic_write_json, evaluate_elbo, load_run, select_device
+    from .vae.checkpoint import atomic_write_json, load_run
+    from .vae.config import ConfigError
+    from .vae.objectives import estimate_log_likelihood
+    from .vae.train import evaluate_elbo, select_device
 
     device = select_device(args.device)
     config, model, data = load_run(args.run_dir, device)
@@ -262,8 +265,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .data import DATASETS
-
     print("datasets:")
     for name, description in DATASETS.items():
         print(f"  {name:8s} {description}")
@@ -279,7 +280,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError):
             print(f"  {run.name:40s} (unreadable config.json)")
             continue
-        from .train import read_metrics_lines
+        from .vae.checkpoint import read_metrics_lines
 
         rows = read_metrics_lines(run / "metrics.jsonl")
         done = rows[-1]["epoch"] if rows else 0
@@ -293,8 +294,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import DatasetError
-    from .train import CheckpointError, ConfigError, TrainingDiverged
+    from .vae.checkpoint import CheckpointError
+    from .vae.config import ConfigError
+    from .vae.data import DatasetError
+    from .vae.train import TrainingDiverged
 
     try:
         if args.command == "train":

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.distributions import Bernoulli, MultivariateNormal, Normal
 
-from .plots import COLORS, figure, style
+from ..plots import COLORS, figure, style
 
 __all__ = [
     "TanhDecoder",

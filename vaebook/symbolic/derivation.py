@@ -24,27 +24,18 @@ than as "could not simplify".
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
 
+from .certificates import Nonneg
+from .errors import StepError
 from .notation import LATEX_NAMES, explicit
 
-__all__ = [
-    "StepError",
-    "Nonneg",
-    "Step",
-    "Derivation",
-    "vanishes",
-    "log_tangent_lemma",
-    "convex_minimum",
-    "second_derivative_sign",
-]
+__all__ = ["StepError", "Step", "Derivation", "vanishes"]
 
 
-class StepError(AssertionError):
-    """A derivation step that does not follow from the previous one."""
 
 
 # --------------------------------------------------------------------------- checking
@@ -111,94 +102,10 @@ def vanishes(expr: sp.Expr, given: Mapping | None = None) -> bool:
     return False
 
 
-# ------------------------------------------------------------------- non-negativity
 
 
-@dataclass(frozen=True)
-class Nonneg:
-    """An expression proven to be non-negative, with the reason.
-
-    Construct through the checked constructors only: :meth:`by_assumptions`,
-    :func:`convex_minimum` (and its instance :func:`log_tangent_lemma`), and the
-    closure rules ``+`` (sum of non-negatives), ``scale`` (non-negative multiple) and
-    ``at`` (substituting a positive expression for a positive variable of a lemma).
-    """
-
-    expr: sp.Expr
-    reason: str
-    variable: sp.Symbol | None = None  # free variable of a lemma, for :meth:`at`
-
-    @classmethod
-    def by_assumptions(cls, expr, reason: str = "") -> Nonneg:
-        """Non-negative because SymPy's assumption system says so (squares, positives)."""
-        expr = sp.sympify(expr)
-        if expr.is_nonnegative is not True:
-            raise StepError(f"cannot certify {expr} >= 0 from the symbols' assumptions")
-        return cls(expr, reason or "non-negative by the assumptions on its symbols")
-
-    def at(self, value) -> Nonneg:
-        """The lemma at ``variable = value``; ``value`` must be provably positive."""
-        if self.variable is None:
-            raise StepError("this fact has no free variable to instantiate")
-        value = sp.sympify(value)
-        if value.is_positive is not True:
-            raise StepError(f"lemma needs {self.variable} > 0, cannot show {value} > 0")
-        return Nonneg(self.expr.xreplace({self.variable: value}), self.reason)
-
-    def scale(self, factor) -> Nonneg:
-        factor = sp.sympify(factor)
-        if factor.is_nonnegative is not True:
-            raise StepError(f"cannot scale a non-negative fact by {factor}: sign unknown")
-        return Nonneg(factor * self.expr, self.reason)
-
-    def __add__(self, other: Nonneg) -> Nonneg:
-        if not isinstance(other, Nonneg):
-            return NotImplemented
-        reasons = self.reason if self.reason == other.reason else f"{self.reason}; {other.reason}"
-        return Nonneg(self.expr + other.expr, reasons)
-
-    @staticmethod
-    def total(facts: Sequence[Nonneg]) -> Nonneg:
-        out = facts[0]
-        for f in facts[1:]:
-            out = out + f
-        return out
 
 
-def second_derivative_sign(f, x: sp.Symbol) -> int:
-    """+1 if ``f'' > 0`` (strictly convex), -1 if ``f'' < 0`` (strictly concave) for all
-    ``x`` allowed by its assumptions; raises if SymPy cannot decide."""
-    d2 = sp.simplify(sp.diff(f, x, 2))
-    if d2.is_positive:
-        return 1
-    if d2.is_negative:
-        return -1
-    raise StepError(f"cannot decide the sign of the second derivative {d2}")
-
-
-def convex_minimum(f, x: sp.Symbol, reason: str) -> Nonneg:
-    """``f(x) - f(x0) >= 0`` for a strictly convex ``f`` with stationary point ``x0``.
-
-    Checked: ``f'' > 0`` on the domain of ``x`` and ``f'(x0) = 0`` has exactly one
-    solution. A strictly convex function lies above its value at a stationary point.
-    """
-    if second_derivative_sign(f, x) != 1:
-        raise StepError(f"{f} is not convex in {x}")
-    stationary = sp.solve(sp.Eq(sp.diff(f, x), 0), x)
-    if len(stationary) != 1:
-        raise StepError(f"expected one stationary point of {f}, found {stationary}")
-    x0 = stationary[0]
-    return Nonneg(sp.simplify(f - f.subs(x, x0)) if f.subs(x, x0) != 0 else f, reason, x)
-
-
-def log_tangent_lemma() -> Nonneg:
-    """``t - 1 - log t >= 0`` for every ``t > 0``: the tangent-line bound of the log.
-
-    Proven, not assumed: ``t - 1 - log t`` has second derivative ``1/t**2 > 0`` and its
-    only stationary point is ``t = 1``, where it is 0 (see :func:`convex_minimum`).
-    """
-    t = sp.Symbol("t", positive=True)
-    return convex_minimum(t - 1 - sp.log(t), t, reason="log t <= t - 1 (tangent line of log)")
 
 
 # ------------------------------------------------------------------------ derivations

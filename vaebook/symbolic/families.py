@@ -19,10 +19,12 @@ Both expose ``log_joint``, ``log_evidence``, ``posterior``, ``E_q`` and ``interp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import sympy as sp
 
 from . import notation as N
-from .derivation import Nonneg, log_tangent_lemma
+from .certificates import Nonneg, jensen_log_certificate, log_tangent_lemma
 
 __all__ = [
     "FiniteLatent",
@@ -31,6 +33,10 @@ __all__ = [
     "gaussian_kl",
     "gaussian_moment",
     "gaussian_integral",
+    "jensen_gap_certificate",
+    "finite_gradient_interpretation",
+    "gaussian_integrals",
+    "GaussianIntegrals",
 ]
 
 
@@ -281,3 +287,112 @@ class LinearGaussian(_Family):
 
     def kl_q_prior_nonneg(self) -> Nonneg:
         return self.kl_nonneg(self.m, self.v, 0, 1)
+
+
+# ----------------------------------------------------- further interpretations
+
+
+def jensen_gap_certificate(family) -> Nonneg:
+    """The gap of the Jensen step ``log E_q[p(x,z)/q(z)] >= E_q[log p(x,z)/q(z)]``.
+
+    Finite family: :func:`jensen_log_certificate` with ``y_k = p(x, z=k) / q_k`` -- the
+    generic certificate of Jensen's inequality, nothing specific to KL. Linear-Gaussian
+    family: the closed-form certificate of ``KL(q || p(z|x)) >= 0``.
+    """
+    if isinstance(family, FiniteLatent):
+        y = [family.joint(k) / family.q[k] for k in range(family.K)]
+        return jensen_log_certificate(family.q, y)
+    if isinstance(family, LinearGaussian):
+        return family.kl_q_posterior_nonneg()
+    raise TypeError(f"no Jensen certificate for {family!r}")
+
+
+def finite_gradient_interpretation(family: FiniteLatent):
+    """An ``interpret`` for :class:`~vaebook.derivation.Derivation` that also evaluates
+    derivatives with respect to the variational probabilities of a finite family.
+
+    The ``q_k`` are constrained to sum to 1, so ``Derivative(f, q_k)`` (for ``k < K``)
+    is read as the derivative along the direction that raises ``q_k`` and lowers
+    ``q_K`` by the same amount -- the partial derivative of ``f`` after substituting
+    ``q_K = 1 - sum_{j<K} q_j``. It is computed as ``d/dt f(q_k + t, q_K - t)`` at
+    ``t = 0``, so every ``q`` stays a positive symbol and logarithms still expand.
+    """
+    t = sp.Dummy("t", real=True)
+    last = family.q[-1]
+
+    def directional(f, var):
+        if var not in family.q[:-1]:
+            raise ValueError(f"derivatives are taken with respect to q_1..q_(K-1), not {var}")
+        return sp.diff(f.xreplace({var: var + t, last: last - t}), t).subs(t, 0)
+
+    def interpret(expr):
+        concrete = family.interpret(expr)
+        return concrete.replace(
+            lambda e: isinstance(e, sp.Derivative), lambda e: directional(e.expr, e.variables[0])
+        )
+
+    return interpret
+
+
+def gaussian_integrals(expr, densities: dict) -> sp.Expr:
+    """Evaluate every ``Integral(f, (z_j, -oo, oo), ...)`` in ``expr`` exactly, as iterated
+    one-dimensional Gaussian integrals (Fubini), innermost variable first.
+
+    ``densities`` maps each integration variable ``z_j`` to ``(mean_j, var_j)``. For each
+    variable the integrand must be ``N(z_j; mean_j, var_j)`` times a polynomial in
+    ``z_j`` (after expanding logarithms); the polynomial's Gaussian expectation is then
+    taken moment by moment (:func:`vaebook.families.gaussian_moment`). Anything else
+    raises ``ValueError``. Much faster than ``Integral.doit()`` for such integrands.
+    """
+
+
+    def one(f, var):
+        mean, v = densities[var]
+        g = sp.expand(sp.expand_log(f / normal_pdf(var, mean, v), force=True))
+        if not g.is_polynomial(var):
+            raise ValueError(f"integrand is not N({var}; ...) times a polynomial in {var}")
+        poly = sp.Poly(g, var)
+        return sp.expand(sp.Add(*(c * gaussian_moment(j, mean, v) for (j,), c in poly.terms())))
+
+    def evaluate(integral):
+        f = integral.function
+        for lim in integral.limits:
+            if len(lim) != 3 or lim[1] != -sp.oo or lim[2] != sp.oo:
+                raise ValueError(f"only integrals over the real line: {lim}")
+            f = one(f, lim[0])
+        return f
+
+    return sp.sympify(expr).replace(lambda e: isinstance(e, sp.Integral), evaluate)
+
+
+
+class GaussianIntegrals:
+    """An interpretation for :class:`vaebook.derivation.Derivation`: replace display
+    symbols by what they stand for (``substitutions``), evaluate every integral over the
+    whole real line with :func:`vaebook.families.gaussian_integral` (innermost first,
+    after evaluating
+    derivatives inside the integrand) and finally any derivative outside."""
+
+    def __init__(self, substitutions: Mapping | None = None):
+        self.substitutions = dict(substitutions or {})
+
+    def __call__(self, expr) -> sp.Expr:
+        expr = sp.sympify(expr)
+        for _ in range(10):  # substitutions may refer to other display symbols
+            new = expr.xreplace(self.substitutions)
+            if new == expr:
+                break
+            expr = new
+        while True:
+            inner = [i for i in expr.atoms(sp.Integral) if not i.args[0].has(sp.Integral)]
+            if not inner:
+                break
+            done = {}
+            for integral in inner:
+                f, *limits = integral.args
+                if len(limits) != 1 or tuple(limits[0][1:]) != (-sp.oo, sp.oo):
+                    raise ValueError(f"only integrals over the real line: {integral}")
+                done[integral] = gaussian_integral(f.doit(), limits[0][0])
+            expr = expr.xreplace(done)
+        return expr.doit()
+

@@ -12,9 +12,6 @@ the fitted parameters are the same on every run and every machine.
   ``q = N(m, s^2)`` (eq-fwdrev-reverse, eq-fwdrev-forward of chapter 7).
 - :func:`fit_reverse_kl`, :func:`fit_forward_kl` -- minimise them over ``(m, log s)``
   with L-BFGS in float64.
-- :class:`GaussianIntegrals` -- the interpretation used by the checked derivations of
-  chapters 7 and 8: every integral over the real line evaluated exactly by
-  :func:`vaebook.families.gaussian_integral`.
 - :func:`negative_elbo_bernoulli`, :func:`kl_diag_gaussian_to_standard_normal` -- the
   VAE loss written out by hand, for the sign-convention check of the errata appendix.
 - :func:`plot_kl_fits` -- the figure of chapter 7.
@@ -23,18 +20,16 @@ the fitted parameters are the same on every run and every machine.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
-import sympy as sp
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
-from .families import gaussian_integral
-from .plots import COLORS, figure, style
-from .variational import kl_diag_gaussian_to_standard_normal
+from ..plots import COLORS, figure, style
+from .ch06_reconstruction_regularisation import kl_diag_gaussian_to_standard_normal
 
 __all__ = [
     "GaussianMixture1D",
@@ -45,7 +40,6 @@ __all__ = [
     "forward_kl",
     "fit_reverse_kl",
     "fit_forward_kl",
-    "GaussianIntegrals",
     "kl_diag_gaussian_to_standard_normal",
     "negative_elbo_bernoulli",
     "plot_kl_fits",
@@ -233,39 +227,6 @@ def fit_forward_kl(
     m, s, value = _minimise(lambda m, s: forward_kl(m, s, target), *start)
     return GaussianFit(m, s, value, "forward")
 
-
-# ---------------------------------------------------------------- exact SymPy integrals
-
-
-class GaussianIntegrals:
-    """An interpretation for :class:`vaebook.derivation.Derivation`: replace display
-    symbols by what they stand for (``substitutions``), evaluate every integral over the
-    whole real line with :func:`vaebook.families.gaussian_integral` (innermost first,
-    after evaluating
-    derivatives inside the integrand) and finally any derivative outside."""
-
-    def __init__(self, substitutions: Mapping | None = None):
-        self.substitutions = dict(substitutions or {})
-
-    def __call__(self, expr) -> sp.Expr:
-        expr = sp.sympify(expr)
-        for _ in range(10):  # substitutions may refer to other display symbols
-            new = expr.xreplace(self.substitutions)
-            if new == expr:
-                break
-            expr = new
-        while True:
-            inner = [i for i in expr.atoms(sp.Integral) if not i.args[0].has(sp.Integral)]
-            if not inner:
-                break
-            done = {}
-            for integral in inner:
-                f, *limits = integral.args
-                if len(limits) != 1 or tuple(limits[0][1:]) != (-sp.oo, sp.oo):
-                    raise ValueError(f"only integrals over the real line: {integral}")
-                done[integral] = gaussian_integral(f.doit(), limits[0][0])
-            expr = expr.xreplace(done)
-        return expr.doit()
 
 
 # ------------------------------------------------------------ the VAE loss, by hand

@@ -24,8 +24,8 @@ import sympy as sp
 import torch
 from torch.distributions import Normal
 
-from .families import gaussian_moment
-from .plots import COLORS, figure, style
+from ..plots import COLORS, figure, style
+from ..symbolic.families import gaussian_moment
 
 __all__ = [
     "torch_function",

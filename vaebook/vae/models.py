@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+from .config import LIKELIHOODS
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:

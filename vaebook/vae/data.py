@@ -23,12 +23,7 @@ import numpy as np
 import torch
 from torch.distributions import MultivariateNormal
 
-DATASETS = {
-    "digits": "scikit-learn's bundled 8x8 digits (1797 x 64), scaled to [0, 1]; works offline",
-    "mnist": "MNIST 28x28 (60000 + 10000 x 784) from the four IDX files in --data-dir",
-    "ppca": "synthetic data from a known linear-Gaussian model (exact log-likelihood available)",
-}
-BINARIZATIONS = ("none", "static", "dynamic")
+from .config import BINARIZATIONS, DATASETS
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .notation import latex
+from ..symbolic.notation import latex
 
 __all__ = ["LatexMath", "glue_math"]
 

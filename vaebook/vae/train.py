@@ -1,0 +1,291 @@
+"""The training loop (:func:`train`) and the step it repeats (:func:`make_train_step`).
+
+Data live on the device and batches are index slices; the loss is
+:func:`vaebook.vae.objectives.elbo_terms`, the objective the book checks. Run-folder and
+checkpoint I/O are in :mod:`vaebook.vae.checkpoint`. Resuming restores the global torch
+RNG, the batch generator, the optimizer and the epoch counter, so on the CPU a resumed run
+is bitwise identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_checkpoint,
+    model_for,
+    provenance,
+    read_metrics_lines,
+    save_checkpoint,
+)
+from .config import ConfigError, TrainConfig
+from .data import load_dataset
+from .models import VAE
+from .objectives import active_units, elbo_terms, iwae_bound
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN/inf; the last good checkpoint is kept."""
+
+
+
+# -- small utilities -----------------------------------------------------------
+def select_device(name: str = "auto") -> torch.device:
+    """CUDA if available, then MPS, then CPU; an explicit name must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"bad device {name!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where torch has one for the device, else foreach."""
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+# -- checkpoints -----------------------------------------------------------------
+
+
+
+
+# -- loading a run ---------------------------------------------------------------
+
+
+
+# -- evaluation ------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_elbo(model: VAE, x: torch.Tensor, seed: int, chunk: int = 2048) -> dict[str, float]:
+    """Test-set ELBO, its terms and active units, drawn with a private RNG (the training RNG
+    is untouched)."""
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        terms = [elbo_terms(model, xb) for xb in x.split(chunk)]
+        recon = torch.cat([t.reconstruction for t in terms])  # (N,)
+        kl = torch.cat([t.kl for t in terms])  # (N,)
+    model.train(was_training)
+    units, _ = active_units(model, x)
+    return {
+        "test_elbo": (recon - kl).mean().item(),
+        "test_reconstruction": recon.mean().item(),
+        "test_kl": kl.mean().item(),
+        "active_units": units,
+    }
+
+
+# -- training ----------------------------------------------------------------------
+def make_train_step(
+    model: VAE,
+    optimizer,
+    beta: float = 1.0,
+    analytic_kl: bool = True,
+    bf16: bool = False,
+    compile: bool = False,
+):
+    """One optimisation step on a batch: ``step(x (B, D)) -> (loss, reconstruction, kl)``,
+    batch means, shape (3,).
+
+    No host sync: the returned tensor stays on the device. ``bf16`` autocasts the
+    forward pass on CUDA; the Bernoulli log-likelihood is computed from logits
+    (binary_cross_entropy_with_logits), which autocast keeps in float32.
+    """
+
+    def loss_fn(xb):  # xb: (B, D)
+        terms = elbo_terms(model, xb, beta, analytic_kl)
+        return terms.loss, terms.reconstruction.detach().mean(), terms.kl.detach().mean()
+
+    if compile:
+        loss_fn = torch.compile(loss_fn)
+    device_type = next(model.parameters()).device.type
+
+    def step(xb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            loss, recon, kl = loss_fn(xb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return torch.stack([loss.detach(), recon, kl]).float()  # (3,)
+
+    return step
+
+
+def default_run_name(config: TrainConfig) -> str:
+    return f"{config.dataset}-{config.model}-seed{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Train (or resume) a run; returns the final metrics (also written to metrics.json)."""
+    from tqdm.auto import tqdm
+
+    config.validate()
+    if config.run_name is None:
+        config = dataclasses.replace(config, run_name=default_run_name(config))
+    run_dir = Path(config.out_dir) / config.run_name
+    if not resume and (run_dir / "config.json").exists():
+        raise ConfigError(
+            f"run folder {run_dir} exists; resume it (train --resume {run_dir}) "
+            "or pick another --run-name"
+        )
+    if resume and not (run_dir / "config.json").exists():
+        raise CheckpointError(f"nothing to resume in {run_dir} (config.json missing)")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = select_device(config.device)
+    seed_everything(config.seed)
+    data = load_dataset(
+        config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction
+    )
+    n_train = data.train.shape[0]
+    if config.batch_size > n_train:
+        raise ConfigError(
+            f"batch size {config.batch_size} is larger than the training set ({n_train} examples)"
+        )
+
+    train_x, test_x = data.train.to(device), data.test.to(device)  # (N, D), (N_test, D)
+    model = model_for(config, data.data_dim).to(device)
+    optimizer = make_optimizer(model, config.lr)
+    batch_gen = torch.Generator(device=device).manual_seed(config.seed)
+    start_epoch, step, wall_before = 0, 0, 0.0
+    if resume:
+        weights, state = load_checkpoint(run_dir)
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        batch_gen.set_state(state["batch_generator"])
+        start_epoch, step = state["epoch"], state["step"]
+        kept = read_metrics_lines(run_dir / "metrics.jsonl", up_to_epoch=start_epoch)
+        wall_before = kept[-1]["wall_time_s"] if kept else 0.0
+        atomic_write_bytes(
+            run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode()
+        )
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", asdict(config))
+        atomic_write_bytes(run_dir / "metrics.jsonl", b"")
+
+    use_bf16 = config.bf16 and device.type == "cuda"
+    train_step = make_train_step(
+        model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile
+    )
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch,
+        initial=start_epoch * steps_per_epoch,
+        disable=not config.progress,
+        desc=config.run_name,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    t0 = time.perf_counter()
+    metrics: dict = {}
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            model.train()
+            epoch_x = (
+                torch.bernoulli(train_x, generator=batch_gen)
+                if config.binarize == "dynamic"
+                else train_x
+            )
+            perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
+            sums = torch.zeros(3, device=device)  # loss, reconstruction, kl summed over steps
+            for i, idx in enumerate(perm.split(config.batch_size)):
+                sums += train_step(epoch_x[idx])  # idx: (B,)
+                step += 1
+                if (i + 1) % config.progress_every == 0 or i + 1 == steps_per_epoch:
+                    running = sums[0].item() / (i + 1)  # the only sync in the loop
+                    if not math.isfinite(running):
+                        raise TrainingDiverged(
+                            f"loss became {running} in epoch {epoch} (step {step})"
+                        )
+                    bar.set_postfix(elbo=f"{-running:.2f}", refresh=False)
+                    bar.update((i + 1) - (bar.n - (epoch - 1) * steps_per_epoch))
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise TrainingDiverged(f"weights became non-finite in epoch {epoch}")
+            mean = (sums / steps_per_epoch).tolist()
+            metrics = {
+                "epoch": epoch,
+                "step": step,
+                "binarization": config.binarize,
+                "train_loss": mean[0],
+                "train_elbo": mean[1] - mean[2],
+                "train_reconstruction": mean[1],
+                "train_kl": mean[2],
+                **evaluate_elbo(model, test_x, seed=config.seed + epoch),
+                "wall_time_s": wall_before + time.perf_counter() - t0,
+            }
+            with open(run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                save_checkpoint(run_dir, model, optimizer, epoch, step, batch_gen)
+    except TrainingDiverged as e:
+        last = read_metrics_lines(run_dir / "metrics.jsonl")
+        kept = (
+            f"epoch {last[-1]['epoch']}"
+            if (run_dir / "model.safetensors").exists() and last
+            else "none"
+        )
+        raise TrainingDiverged(
+            f"{e}; stopped, last good checkpoint kept in {run_dir} ({kept})"
+        ) from None
+    finally:
+        bar.close()
+
+    wall = wall_before + time.perf_counter() - t0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        with torch.no_grad():
+            iwae = (
+                torch.cat([iwae_bound(model.eval(), xb, config.eval_k) for xb in test_x.split(256)])
+                .mean()
+                .item()
+            )
+    if not metrics:  # resumed a run that had already finished
+        metrics = read_metrics_lines(run_dir / "metrics.jsonl")[-1]
+    final = {
+        **metrics,
+        f"test_iwae_{config.eval_k}": iwae,
+        "dataset": config.dataset,
+        "binarization": config.binarize,
+    }
+    atomic_write_json(run_dir / "metrics.json", final)
+    atomic_write_json(
+        run_dir / "provenance.json",
+        provenance(config, device, wall, use_bf16, resumed_from=start_epoch if resume else None),
+    )
+    return {**final, "run_dir": str(run_dir)}
