@@ -238,3 +238,32 @@ def test_linear_model_on_ppca_through_the_trainer(tmp_path):
     )
     rows = metrics_rows(tmp_path / "run")
     assert rows[-1]["test_elbo"] > rows[0]["test_elbo"]
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("hidden_dims", [1, 2, "3"]),
+        ("hidden_dims", 0),
+        ("hidden_dims", "foo"),
+        ("hidden_dims", [-5]),
+        ("hidden_dims", 400),
+        ("hidden_dims", []),
+        ("latent_dim", "x"),
+        ("decoder_std", -1),
+        ("seed", "zero"),
+        ("beta", "x"),
+        ("beta", float("nan")),
+        ("num_threads", -3),
+        ("lr", float("inf")),
+        ("epochs", True),
+        ("analytic_kl", "yes"),
+        ("run_name", "../../escape"),
+        ("run_name", "a/b"),
+        ("dataset", "cifar"),
+        ("test_fraction", 1.5),
+    ],
+)
+def test_config_values_of_the_wrong_type_or_range_are_refused(key, value):
+    with pytest.raises(ConfigError, match=key):
+        TrainConfig.from_dict({key: value})

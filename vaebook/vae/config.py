@@ -8,6 +8,7 @@ heavy imports.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 __all__ = ["DATASETS", "BINARIZATIONS", "MODELS", "LIKELIHOODS", "ConfigError", "TrainConfig"]
@@ -20,6 +21,22 @@ DATASETS = {
 BINARIZATIONS = ("none", "static", "dynamic")
 MODELS = ("mlp", "linear")
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(
+        value
+    )
+
+
+def _require(name: str, value, is_type, expected: str, in_range=lambda v: True) -> None:
+    """Raise ConfigError unless ``value`` has the type and lies in the range expected."""
+    if not is_type(value) or not in_range(value):
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
 class ConfigError(ValueError):
@@ -68,26 +85,70 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        """Raise ConfigError for values that cannot work (checked before any data is loaded)."""
-        positive = ("epochs", "batch_size", "checkpoint_every", "progress_every", "eval_k")
-        for name in positive:
+        """Raise ConfigError for a value of the wrong type or out of range; checked once,
+        here, before any data is loaded (the command line, config files and resumed runs
+        all pass through it)."""
+        for name in ("epochs", "batch_size", "checkpoint_every", "progress_every", "eval_k"):
+            _require(name, getattr(self, name), _is_int, "a positive integer", lambda v: v > 0)
+        _require("seed", self.seed, _is_int, "an integer")
+        for name in ("num_threads", "latent_dim"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
-        if self.binarize not in BINARIZATIONS:
-            raise ConfigError(
-                f"binarize must be one of {', '.join(BINARIZATIONS)}, got {self.binarize!r}"
+            if value is not None:
+                _require(name, value, _is_int, "a positive integer", lambda v: v > 0)
+        _require("lr", self.lr, _is_number, "a positive number", lambda v: 0 < v < math.inf)
+        _require("beta", self.beta, _is_number, "a non-negative number", lambda v: 0 <= v < 1e9)
+        _require(
+            "test_fraction",
+            self.test_fraction,
+            _is_number,
+            "a number in (0, 1)",
+            lambda v: 0 < v < 1,
+        )
+        if self.decoder_std is not None:
+            _require(
+                "decoder_std",
+                self.decoder_std,
+                _is_number,
+                "a positive number",
+                lambda v: 0 < v < math.inf,
             )
-        if self.model not in MODELS or self.likelihood not in LIKELIHOODS:
-            raise ConfigError(f"unknown model/likelihood {self.model!r}/{self.likelihood!r}")
+        if self.hidden_dims is not None:
+            ok = isinstance(self.hidden_dims, list) and len(self.hidden_dims) > 0
+            if not ok or not all(_is_int(h) and h > 0 for h in self.hidden_dims):
+                raise ConfigError(
+                    f"hidden_dims must be a non-empty list of positive integers, "
+                    f"got {self.hidden_dims!r}"
+                )
+        for name in ("analytic_kl", "bf16", "compile", "progress"):
+            _require(name, getattr(self, name), lambda v: isinstance(v, bool), "true or false")
+        choices = {
+            "dataset": tuple(DATASETS),
+            "binarize": BINARIZATIONS,
+            "model": MODELS,
+            "likelihood": LIKELIHOODS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         if self.model == "linear" and self.likelihood != "gaussian":
             raise ConfigError("the linear VAE needs likelihood 'gaussian'")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ConfigError(f"lr must be positive, got {self.lr!r}")
-        if self.latent_dim is not None and self.latent_dim <= 0:
-            raise ConfigError(f"latent_dim must be positive, got {self.latent_dim!r}")
+        for name in ("device", "out_dir"):
+            _require(name, getattr(self, name), lambda v: isinstance(v, str) and v, "a string")
+        if self.data_dir is not None:
+            _require("data_dir", self.data_dir, lambda v: isinstance(v, str) and v, "a path")
+        if self.run_name is not None:
+            name = self.run_name
+            if (
+                not isinstance(name, str)
+                or not name
+                or name in (".", "..")
+                or any(sep in name for sep in ("/", "\\", "\0"))
+            ):
+                raise ConfigError(
+                    f"run_name must be a plain folder name (no path separators), got {name!r}"
+                )
 
     def resolved_sizes(self, data_dim: int) -> tuple[list[int], int]:
         """(hidden_dims, latent_dim) with the None defaults filled in for this data."""
@@ -98,4 +159,3 @@ class TrainConfig:
         )
         default_latent = 2 if self.dataset == "ppca" else (8 if data_dim <= 64 else 20)
         return list(hidden), self.latent_dim if self.latent_dim is not None else default_latent
-

@@ -25,6 +25,7 @@ from .checkpoint import (
     atomic_write_bytes,
     atomic_write_json,
     load_checkpoint,
+    load_weights,
     model_for,
     provenance,
     read_metrics_lines,
@@ -38,7 +39,6 @@ from .objectives import active_units, elbo_terms, iwae_bound
 
 class TrainingDiverged(RuntimeError):
     """The loss or the weights became NaN/inf; the last good checkpoint is kept."""
-
 
 
 # -- small utilities -----------------------------------------------------------
@@ -66,8 +66,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-
-
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel where torch has one for the device, else foreach."""
     try:
@@ -79,10 +77,7 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
 # -- checkpoints -----------------------------------------------------------------
 
 
-
-
 # -- loading a run ---------------------------------------------------------------
-
 
 
 # -- evaluation ------------------------------------------------------------------
@@ -119,9 +114,11 @@ def make_train_step(
     """One optimisation step on a batch: ``step(x (B, D)) -> (loss, reconstruction, kl)``,
     batch means, shape (3,).
 
-    No host sync: the returned tensor stays on the device. ``bf16`` autocasts the
-    forward pass on CUDA; the Bernoulli log-likelihood is computed from logits
-    (binary_cross_entropy_with_logits), which autocast keeps in float32.
+    No host sync: the returned tensor stays on the device. ``bf16`` runs the step under a
+    bfloat16 autocast, which lowers only the networks' matrix products: ``elbo_terms``
+    promotes the encoder's outputs and the decoder's logits (or mean) to float32, so the
+    sampling noise ``eps``, ``z``, the KL and the log-likelihoods are float32 (checked by
+    ``tests/test_objectives.py::test_bf16_autocast_keeps_noise_kl_and_likelihood_float32``).
     """
 
     def loss_fn(xb):  # xb: (B, D)
@@ -149,8 +146,91 @@ def default_run_name(config: TrainConfig) -> str:
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) a run; returns the final metrics (also written to metrics.json)."""
-    from tqdm.auto import tqdm
+    config, run_dir = open_run_folder(config, resume)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = select_device(config.device)
+    seed_everything(config.seed)
+    data = load_dataset(
+        config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction
+    )
+    n_train = data.train.shape[0]
+    if config.batch_size > n_train:
+        raise ConfigError(
+            f"batch size {config.batch_size} is larger than the training set ({n_train})"
+        )
+    train_x, test_x = data.train.to(device), data.test.to(device)  # (N, D), (N_test, D)
+    model = model_for(config, data.data_dim).to(device)
+    optimizer = make_optimizer(model, config.lr)
+    batch_gen = torch.Generator(device=device).manual_seed(config.seed)
+    start_epoch, step, wall_before = (
+        restore_checkpoint(run_dir, model, optimizer, batch_gen)
+        if resume
+        else start_run_folder(run_dir, config)
+    )
+    use_bf16 = config.bf16 and device.type == "cuda"
+    train_step = make_train_step(
+        model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile
+    )
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    bar = progress_bar(config, steps_per_epoch, start_epoch)
+    t0, metrics = time.perf_counter(), {}
+    try:
+        for epoch in range(start_epoch + 1, config.epochs + 1):
+            model.train()
+            x = (
+                torch.bernoulli(train_x, generator=batch_gen)
+                if config.binarize == "dynamic"
+                else train_x
+            )
+            perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
+            sums = torch.zeros(3, device=device)  # loss, reconstruction, kl summed over steps
+            for i, idx in enumerate(perm.split(config.batch_size)):
+                sums += train_step(x[idx])  # idx: (B,)
+                step += 1
+                if (i + 1) % config.progress_every == 0 or i + 1 == steps_per_epoch:
+                    done = (epoch - 1) * steps_per_epoch + i + 1
+                    report_progress(bar, sums[0].item() / (i + 1), epoch, step, done)  # syncs
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise TrainingDiverged(f"weights became non-finite in epoch {epoch}")
+            loss, recon, kl = (sums / steps_per_epoch).tolist()
+            metrics = {
+                "epoch": epoch,
+                "step": step,
+                "binarization": config.binarize,
+                "train_loss": loss,
+                "train_elbo": recon - kl,
+                "train_reconstruction": recon,
+                "train_kl": kl,
+                **evaluate_elbo(model, test_x, seed=config.seed + epoch),
+                "wall_time_s": wall_before + time.perf_counter() - t0,
+            }
+            append_metrics_line(run_dir, metrics)
+            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+                save_checkpoint(run_dir, model, optimizer, epoch, step, batch_gen)
+    except TrainingDiverged as e:
+        raise TrainingDiverged(
+            f"{e}; stopped, last good checkpoint kept in {run_dir} ({last_checkpoint(run_dir)})"
+        ) from None
+    finally:
+        bar.close()
+    wall = wall_before + time.perf_counter() - t0
+    return finish_run(
+        config,
+        run_dir,
+        model,
+        test_x,
+        metrics,
+        device,
+        wall,
+        use_bf16,
+        resumed_from=start_epoch if resume else None,
+    )
 
+
+# -- the pieces train() calls, in the order it calls them -------------------------------
+def open_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
+    """Validate ``config`` and name the run; refuse to overwrite or to resume nothing."""
     config.validate()
     if config.run_name is None:
         config = dataclasses.replace(config, run_name=default_run_name(config))
@@ -162,49 +242,38 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         )
     if resume and not (run_dir / "config.json").exists():
         raise CheckpointError(f"nothing to resume in {run_dir} (config.json missing)")
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = select_device(config.device)
-    seed_everything(config.seed)
-    data = load_dataset(
-        config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction
-    )
-    n_train = data.train.shape[0]
-    if config.batch_size > n_train:
-        raise ConfigError(
-            f"batch size {config.batch_size} is larger than the training set ({n_train} examples)"
-        )
+    return config, run_dir
 
-    train_x, test_x = data.train.to(device), data.test.to(device)  # (N, D), (N_test, D)
-    model = model_for(config, data.data_dim).to(device)
-    optimizer = make_optimizer(model, config.lr)
-    batch_gen = torch.Generator(device=device).manual_seed(config.seed)
-    start_epoch, step, wall_before = 0, 0, 0.0
-    if resume:
-        weights, state = load_checkpoint(run_dir)
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        batch_gen.set_state(state["batch_generator"])
-        start_epoch, step = state["epoch"], state["step"]
-        kept = read_metrics_lines(run_dir / "metrics.jsonl", up_to_epoch=start_epoch)
-        wall_before = kept[-1]["wall_time_s"] if kept else 0.0
-        atomic_write_bytes(
-            run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode()
-        )
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", asdict(config))
-        atomic_write_bytes(run_dir / "metrics.jsonl", b"")
 
-    use_bf16 = config.bf16 and device.type == "cuda"
-    train_step = make_train_step(
-        model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile
+def start_run_folder(run_dir: Path, config: TrainConfig) -> tuple[int, int, float]:
+    """Create the folder of a new run with its config; returns ``(epoch, step, wall) = 0``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", asdict(config))
+    atomic_write_bytes(run_dir / "metrics.jsonl", b"")
+    return 0, 0, 0.0
+
+
+def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int, int, float]:
+    """Load the last checkpoint into ``model``, ``optimizer``, the RNGs and ``batch_gen``;
+    drop metrics lines of epochs after it. Returns ``(epoch, step, wall time so far)``."""
+    weights, state = load_checkpoint(run_dir)
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    batch_gen.set_state(state["batch_generator"])
+    kept = read_metrics_lines(run_dir / "metrics.jsonl", up_to_epoch=state["epoch"])
+    atomic_write_bytes(
+        run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode()
     )
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    bar = tqdm(
+    return state["epoch"], state["step"], kept[-1]["wall_time_s"] if kept else 0.0
+
+
+def progress_bar(config: TrainConfig, steps_per_epoch: int, start_epoch: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(
         total=config.epochs * steps_per_epoch,
         initial=start_epoch * steps_per_epoch,
         disable=not config.progress,
@@ -212,80 +281,49 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         unit="step",
         dynamic_ncols=True,
     )
-    t0 = time.perf_counter()
-    metrics: dict = {}
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            model.train()
-            epoch_x = (
-                torch.bernoulli(train_x, generator=batch_gen)
-                if config.binarize == "dynamic"
-                else train_x
-            )
-            perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
-            sums = torch.zeros(3, device=device)  # loss, reconstruction, kl summed over steps
-            for i, idx in enumerate(perm.split(config.batch_size)):
-                sums += train_step(epoch_x[idx])  # idx: (B,)
-                step += 1
-                if (i + 1) % config.progress_every == 0 or i + 1 == steps_per_epoch:
-                    running = sums[0].item() / (i + 1)  # the only sync in the loop
-                    if not math.isfinite(running):
-                        raise TrainingDiverged(
-                            f"loss became {running} in epoch {epoch} (step {step})"
-                        )
-                    bar.set_postfix(elbo=f"{-running:.2f}", refresh=False)
-                    bar.update((i + 1) - (bar.n - (epoch - 1) * steps_per_epoch))
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
-                raise TrainingDiverged(f"weights became non-finite in epoch {epoch}")
-            mean = (sums / steps_per_epoch).tolist()
-            metrics = {
-                "epoch": epoch,
-                "step": step,
-                "binarization": config.binarize,
-                "train_loss": mean[0],
-                "train_elbo": mean[1] - mean[2],
-                "train_reconstruction": mean[1],
-                "train_kl": mean[2],
-                **evaluate_elbo(model, test_x, seed=config.seed + epoch),
-                "wall_time_s": wall_before + time.perf_counter() - t0,
-            }
-            with open(run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
-                save_checkpoint(run_dir, model, optimizer, epoch, step, batch_gen)
-    except TrainingDiverged as e:
-        last = read_metrics_lines(run_dir / "metrics.jsonl")
-        kept = (
-            f"epoch {last[-1]['epoch']}"
-            if (run_dir / "model.safetensors").exists() and last
-            else "none"
-        )
-        raise TrainingDiverged(
-            f"{e}; stopped, last good checkpoint kept in {run_dir} ({kept})"
-        ) from None
-    finally:
-        bar.close()
 
-    wall = wall_before + time.perf_counter() - t0
+
+def report_progress(bar, running_loss: float, epoch: int, step: int, done: int) -> None:
+    """Show the running ELBO and ``done`` steps in all; raise TrainingDiverged if the loss is
+    not finite."""
+    if not math.isfinite(running_loss):
+        raise TrainingDiverged(f"loss became {running_loss} in epoch {epoch} (step {step})")
+    bar.set_postfix(elbo=f"{-running_loss:.2f}", refresh=False)
+    bar.update(done - bar.n)
+
+
+def append_metrics_line(run_dir: Path, metrics: dict) -> None:
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+
+
+def last_checkpoint(run_dir: Path) -> str:
+    """Which checkpoint a stopped run keeps: the epoch its weights file records."""
+    try:
+        return f"epoch {load_weights(run_dir)[1]}"
+    except CheckpointError:
+        return "none"
+
+
+def finish_run(config, run_dir, model, test_x, metrics, device, wall, bf16, resumed_from) -> dict:
+    """IWAE-k on the test set, then metrics.json and provenance.json."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         with torch.no_grad():
-            iwae = (
-                torch.cat([iwae_bound(model.eval(), xb, config.eval_k) for xb in test_x.split(256)])
-                .mean()
-                .item()
-            )
+            iwae = torch.cat(
+                [iwae_bound(model.eval(), xb, config.eval_k) for xb in test_x.split(256)]
+            ).mean()
     if not metrics:  # resumed a run that had already finished
         metrics = read_metrics_lines(run_dir / "metrics.jsonl")[-1]
     final = {
         **metrics,
-        f"test_iwae_{config.eval_k}": iwae,
+        f"test_iwae_{config.eval_k}": iwae.item(),
         "dataset": config.dataset,
         "binarization": config.binarize,
     }
     atomic_write_json(run_dir / "metrics.json", final)
     atomic_write_json(
         run_dir / "provenance.json",
-        provenance(config, device, wall, use_bf16, resumed_from=start_epoch if resume else None),
+        provenance(config, device, wall, bf16, resumed_from=resumed_from),
     )
     return {**final, "run_dir": str(run_dir)}
