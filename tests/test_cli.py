@@ -197,6 +197,8 @@ def test_truncated_checkpoint(trained_run, tmp_path, capsys):
     data = (copy / "model.safetensors").read_bytes()
     (copy / "model.safetensors").write_bytes(data[: len(data) // 3])
     assert_usage_error(vaebook("evaluate", copy, "--k", "10", cwd=tmp_path), "truncated or corrupt")
+    checkpoint = (copy / "checkpoint.safetensors").read_bytes()
+    (copy / "checkpoint.safetensors").write_bytes(checkpoint[: len(checkpoint) // 3])
     assert_usage_error(
         in_process(capsys, "train", "--resume", copy, "--epochs", "3"), "truncated or corrupt"
     )

@@ -1,6 +1,7 @@
 """Trainer: run folder layout, bitwise resume (in-process and after SIGKILL), atomic files,
 NaN guard."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import vaebook
 from vaebook.vae import train as train_module
 from vaebook.vae.checkpoint import CheckpointError, load_checkpoint
 from vaebook.vae.config import ConfigError, TrainConfig
+from vaebook.vae.data import load_dataset
 from vaebook.vae.train import TrainingDiverged, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +54,8 @@ def test_run_folder_layout_and_provenance(tmp_path):
     names = {p.name for p in run.iterdir()}
     assert names == {
         "config.json",
+        "checkpoint.safetensors",
         "model.safetensors",
-        "trainer_state.pt",
         "metrics.jsonl",
         "metrics.json",
         "provenance.json",
@@ -136,7 +138,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     )
     weights = tmp_path / "k/run/model.safetensors"
     deadline = time.time() + 60
-    while not weights.exists() and time.time() < deadline and proc.poll() is None:
+    checkpoint = tmp_path / "k/run/checkpoint.safetensors"
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -168,26 +171,81 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     )
 
 
-def test_truncated_or_inconsistent_checkpoint_is_refused(tmp_path):
+def test_truncated_or_foreign_checkpoint_is_refused(tmp_path):
     train(config(tmp_path, epochs=1))
     run = tmp_path / "run"
-    state = (run / "trainer_state.pt").read_bytes()
-    (run / "trainer_state.pt").write_bytes(state[: len(state) // 2])
+    data = (run / "checkpoint.safetensors").read_bytes()
+    (run / "checkpoint.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         train(config(tmp_path, epochs=2), resume=True)
-    (run / "trainer_state.pt").write_bytes(state)
-    weights = (run / "model.safetensors").read_bytes()
-    (run / "model.safetensors").write_bytes(weights[:-100])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    (run / "checkpoint.safetensors").write_bytes((run / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="not a vaebook checkpoint"):
         load_checkpoint(run)
-    # weights from another epoch than the trainer state: a torn checkpoint pair
-    torch.save(
-        {**torch.load(run / "trainer_state.pt", weights_only=True), "epoch": 7},
-        run / "trainer_state.pt",
+
+
+def _train_in_child(cfg):  # run in a forked process that the test kills
+    train(cfg, resume=(Path(cfg.out_dir) / cfg.run_name / "config.json").exists())
+
+
+def test_random_kills_never_leave_a_run_that_cannot_be_resumed(tmp_path):
+    """Kill a tiny run at random instants, resume after each kill, and finish: the metrics
+    and weights equal those of an uninterrupted run (a forked child, so no interpreter
+    start-up per kill)."""
+    import multiprocessing
+    import random
+
+    cfg = config(tmp_path / "k", epochs=150, batch_size=512, hidden_dims=[16], latent_dim=2)
+    load_dataset("digits")  # import scikit-learn and torch's optimiser machinery here, once,
+    train_module.make_optimizer(torch.nn.Linear(1, 1), 1e-3)  # not in every forked child
+    ctx = multiprocessing.get_context("fork")
+    rng, kills = random.Random(0), 0
+    deadline = time.time() + 40
+    while kills < 30 and time.time() < deadline:
+        child = ctx.Process(target=_train_in_child, args=(cfg,))
+        child.start()
+        child.join(timeout=rng.uniform(0.02, 0.35))
+        if child.exitcode is not None:  # finished before the kill: the run is complete
+            assert child.exitcode == 0
+            break
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        kills += 1
+    assert kills >= 5, "too few kills landed to test anything"
+    final = train(cfg, resume=True)  # completes (or confirms) the run
+    reference = train(
+        config(tmp_path / "u", epochs=150, batch_size=512, hidden_dims=[16], latent_dim=2)
     )
-    (run / "model.safetensors").write_bytes(weights)
-    with pytest.raises(CheckpointError, match="inconsistent"):
-        load_checkpoint(run)
+    assert comparable(metrics_rows(tmp_path / "k/run")) == comparable(
+        metrics_rows(tmp_path / "u/run")
+    )
+    wk = load_file(str(tmp_path / "k/run/model.safetensors"))
+    wu = load_file(str(tmp_path / "u/run/model.safetensors"))
+    assert all(torch.equal(wk[k], wu[k]) for k in wu)
+    assert final["test_elbo"] == reference["test_elbo"]
+    assert not list((tmp_path / "k/run").glob(".*.tmp"))
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_path):
+    cfg = config(tmp_path, epochs=2)
+    run = tmp_path / "run"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    (run / "metrics.jsonl").write_text("")
+    resumed = train(cfg, resume=True)
+    fresh = train(config(tmp_path / "fresh", epochs=2))
+    assert resumed["test_elbo"] == fresh["test_elbo"]
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from vaebook.vae import checkpoint
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        checkpoint.atomic_write_bytes(tmp_path / "x.bin", b"data" * 1000)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -4,28 +4,27 @@ metrics lines, provenance, and loading a finished run.
 Run folder ``<out_dir>/<run_name>/``::
 
     config.json        the TrainConfig (written once, atomically)
-    model.safetensors  weights; metadata records the epoch they belong to
-    trainer_state.pt   epoch, step, optimizer state, torch + batch-generator RNG states
+    checkpoint.safetensors  weights, optimizer state, RNG states, epoch and step: one file
+    model.safetensors  the final weights (written when the run finishes)
     metrics.jsonl      one JSON line per finished epoch
     metrics.json       final metrics (after the last epoch)
     provenance.json    device, torch and vaebook versions, seed, epochs, wall time
 
 Every file is written to a temporary name, fsynced and moved into place with
 ``os.replace``, so a killed run leaves either the old or the new file, never a
-partial one. The weights file is replaced after the trainer state; both carry
-the epoch and :func:`load_checkpoint` refuses a pair that disagrees.
+partial one. Everything a resume needs is in one file, so a kill at any instant leaves the
+previous checkpoint or the new one, never a mix. Nothing is unpickled.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from .. import __version__
@@ -33,19 +32,29 @@ from .config import TrainConfig
 from .data import DataSplit, load_dataset
 from .models import VAE, build_model
 
+CHECKPOINT = "checkpoint.safetensors"  # everything a resume needs, in one atomic file
+WEIGHTS = "model.safetensors"  # the final weights alone, written when a run finishes
+
 
 class CheckpointError(ValueError):
-    """Missing, unreadable, truncated or inconsistent checkpoint (CLI exit status 2)."""
+    """Missing, unreadable, truncated or inconsistent checkpoint, or a run folder that
+    cannot be written (CLI exit status 2)."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a fsynced temp file and os.replace."""
+    """Write ``data`` to ``path`` via a fsynced temp file and os.replace: a kill at any
+    instant leaves the old file or the new one. On failure (a full disk, a read-only
+    folder) the temp file is removed and a one-line CheckpointError raised."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def atomic_write_json(path: Path, obj) -> None:
@@ -55,59 +64,94 @@ def atomic_write_json(path: Path, obj) -> None:
 def save_checkpoint(
     run_dir: Path, model, optimizer, epoch: int, step: int, batch_gen: torch.Generator
 ) -> None:
-    """Write trainer_state.pt, then model.safetensors, each atomically, both tagged with
-    ``epoch``."""
-    state = {
-        "epoch": epoch,
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "batch_generator": batch_gen.get_state(),
+    """Write checkpoint.safetensors atomically: weights (``model.*``), optimizer tensors
+    (``optimizer.<param>.<name>``), RNG states (``rng.*``) and, in its metadata, the epoch,
+    the step and the optimizer's hyper-parameters. One file, so weights and trainer state
+    can never come from different epochs."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    scalars = {}
+    for param, entry in opt["state"].items():
+        for name, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{param}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{param}.{name}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.batch_generator"] = batch_gen.get_state().cpu()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    for i, cuda_state in enumerate(cuda_states):
+        tensors[f"rng.cuda.{i}"] = cuda_state
+    metadata = {
+        "epoch": str(epoch),
+        "step": str(step),
+        "cuda_devices": str(len(cuda_states)),
+        "optimizer_param_groups": json.dumps(opt["param_groups"]),
+        "optimizer_scalars": json.dumps(scalars),
     }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(run_dir / "trainer_state.pt", buffer.getvalue())
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(run_dir / "model.safetensors", save(weights, metadata={"epoch": str(epoch)}))
+    atomic_write_bytes(run_dir / CHECKPOINT, save(tensors, metadata=metadata))
 
 
-def load_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
-    """Weights and their epoch from model.safetensors; CheckpointError if unreadable."""
-    path = run_dir / "model.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint in {run_dir} (model.safetensors missing)")
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
-            epoch = int((f.metadata() or {}).get("epoch", -1))
-        return load_file(str(path)), epoch
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(
             f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}"
         ) from None
 
 
+def load_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """The weights of a run and their epoch: model.safetensors of a finished run, else those
+    of its last checkpoint; CheckpointError if absent or unreadable."""
+    for name, prefix in ((WEIGHTS, ""), (CHECKPOINT, "model.")):
+        if (run_dir / name).is_file():
+            tensors, metadata = _read_safetensors(run_dir / name)
+            weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            return weights, int(metadata.get("epoch", -1))
+    raise CheckpointError(f"no checkpoint in {run_dir} ({WEIGHTS} and {CHECKPOINT} missing)")
+
+
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(weights, trainer state) from a run folder; CheckpointError if absent, corrupt or
-    inconsistent."""
-    weights, weights_epoch = load_weights(run_dir)
-    path = run_dir / "trainer_state.pt"
+    """(weights, trainer state) from checkpoint.safetensors; CheckpointError if absent or
+    corrupt. The state holds ``epoch``, ``step``, ``optimizer`` (a state dict),
+    ``torch_rng``, ``cuda_rng`` and ``batch_generator``."""
+    path = run_dir / CHECKPOINT
     if not path.is_file():
-        raise CheckpointError(f"no trainer state in {run_dir} (trainer_state.pt missing)")
+        raise CheckpointError(f"no checkpoint in {run_dir} ({CHECKPOINT} missing)")
+    tensors, metadata = _read_safetensors(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated pickles/zips
-        raise CheckpointError(
-            f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}"
-        ) from None
-    if state.get("epoch") != weights_epoch:
-        raise CheckpointError(
-            f"checkpoint in {run_dir} is inconsistent: weights from epoch {weights_epoch}, "
-            f"trainer state from epoch {state.get('epoch')}"
-        )
+        optimizer_state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                _, param, name = key.split(".", 2)
+                optimizer_state.setdefault(int(param), {})[name] = value
+        for key, value in json.loads(metadata["optimizer_scalars"]).items():
+            param, name = key.split(".", 1)
+            optimizer_state.setdefault(int(param), {})[name] = value
+        state = {
+            "epoch": int(metadata["epoch"]),
+            "step": int(metadata["step"]),
+            "optimizer": {
+                "state": optimizer_state,
+                "param_groups": json.loads(metadata["optimizer_param_groups"]),
+            },
+            "torch_rng": tensors["rng.torch"],
+            "cuda_rng": [tensors[f"rng.cuda.{i}"] for i in range(int(metadata["cuda_devices"]))],
+            "batch_generator": tensors["rng.batch_generator"],
+        }
+    except (KeyError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a vaebook checkpoint (missing or bad {e})") from None
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     return weights, state
+
+
+def save_weights(run_dir: Path, model, epoch: int) -> None:
+    """The final weights alone, as model.safetensors (what a finished run exports)."""
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(run_dir / WEIGHTS, save(weights, metadata={"epoch": str(epoch)}))
 
 
 def read_metrics_lines(path: Path, up_to_epoch: int | None = None) -> list[dict]:
@@ -187,4 +231,3 @@ def provenance(
         "binarization": config.binarize,
         "resumed_from_epoch": resumed_from,
     }
-

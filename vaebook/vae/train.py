@@ -21,15 +21,17 @@ import numpy as np
 import torch
 
 from .checkpoint import (
+    CHECKPOINT,
+    WEIGHTS,
     CheckpointError,
     atomic_write_bytes,
     atomic_write_json,
     load_checkpoint,
-    load_weights,
     model_for,
     provenance,
     read_metrics_lines,
     save_checkpoint,
+    save_weights,
 )
 from .config import ConfigError, TrainConfig
 from .data import load_dataset
@@ -255,8 +257,15 @@ def start_run_folder(run_dir: Path, config: TrainConfig) -> tuple[int, int, floa
 
 def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int, int, float]:
     """Load the last checkpoint into ``model``, ``optimizer``, the RNGs and ``batch_gen``;
-    drop metrics lines of epochs after it. Returns ``(epoch, step, wall time so far)``."""
+    drop metrics lines of epochs after it. Returns ``(epoch, step, wall time so far)``; a
+    run killed before its first checkpoint starts again from epoch 0."""
+    for stale in run_dir.glob(".*.tmp"):  # temp files of a writer that was killed
+        stale.unlink()
+    if not (run_dir / CHECKPOINT).is_file():  # killed before its first checkpoint: start over
+        atomic_write_bytes(run_dir / "metrics.jsonl", b"")
+        return 0, 0, 0.0
     weights, state = load_checkpoint(run_dir)
+    (run_dir / WEIGHTS).unlink(missing_ok=True)  # a finished run's export; rewritten at the end
     model.load_state_dict(weights)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
@@ -300,7 +309,7 @@ def append_metrics_line(run_dir: Path, metrics: dict) -> None:
 def last_checkpoint(run_dir: Path) -> str:
     """Which checkpoint a stopped run keeps: the epoch its weights file records."""
     try:
-        return f"epoch {load_weights(run_dir)[1]}"
+        return f"epoch {load_checkpoint(run_dir)[1]['epoch']}"
     except CheckpointError:
         return "none"
 
@@ -321,6 +330,7 @@ def finish_run(config, run_dir, model, test_x, metrics, device, wall, bf16, resu
         "dataset": config.dataset,
         "binarization": config.binarize,
     }
+    save_weights(run_dir, model, final["epoch"])
     atomic_write_json(run_dir / "metrics.json", final)
     atomic_write_json(
         run_dir / "provenance.json",
