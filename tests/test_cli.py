@@ -209,3 +209,45 @@ def test_truncated_checkpoint(trained_run, tmp_path, capsys):
 def test_not_a_run_folder(tmp_path, capsys):
     assert_usage_error(vaebook("evaluate", tmp_path, cwd=tmp_path), "not a run folder")
     assert_usage_error(in_process(capsys, "train", "--resume", tmp_path / "x"), "config.json")
+
+
+def test_bad_inputs_each_give_one_line_and_status_2(tmp_path, capsys):
+    small = [*SMALL, "--epochs", "1"]
+    binary = tmp_path / "config.bin"
+    binary.write_bytes(bytes(range(256)))
+    assert_usage_error(in_process(capsys, "train", "--config", binary), "cannot read config")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert_usage_error(
+        in_process(capsys, "train", *small, "--out-dir", a_file), "cannot create the run folder"
+    )
+    assert_usage_error(
+        in_process(capsys, "train", *small, "--out-dir", a_file / "below"),
+        "cannot create the run folder",
+    )
+    for device in ("meta", "xla", "mps"):
+        assert_usage_error(in_process(capsys, "train", *small, "--device", device), "device")
+    assert_usage_error(
+        in_process(capsys, "train", *small, "--run-name", "../../escape"), "run_name"
+    )
+    assert_usage_error(in_process(capsys, "train", *small, "--hidden-dims", ""), "hidden_dims")
+    assert not (tmp_path.parent / "escape").exists()
+
+
+def test_list_marks_a_bad_run_and_lists_the_good_ones(trained_run, tmp_path, capsys):
+    _, run = trained_run
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    good, bad = runs / "good", runs / "bad"
+    good.mkdir()
+    for f in run.iterdir():
+        (good / f.name).write_bytes(f.read_bytes())
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps({"hidden_dims": "foo"}))
+    from vaebook.cli import main
+
+    assert main(["list", "--runs-dir", str(runs)]) == 0
+    stdout = capsys.readouterr().out
+    lines = stdout.splitlines()
+    assert any(l.strip().startswith("good") and "epoch 2/2" in l for l in lines), stdout
+    assert any(l.strip().startswith("bad") and "hidden_dims" in l for l in lines), stdout

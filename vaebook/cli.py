@@ -199,8 +199,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config is not None:
             try:
                 values = json.loads(args.config.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                raise ConfigError(f"cannot read config file {args.config}: {e}") from None
+            except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
+                raise ConfigError(
+                    f"cannot read config file {args.config}: {str(e).splitlines()[0]}"
+                ) from None
             if not isinstance(values, dict):
                 raise ConfigError(f"config file {args.config} must hold a JSON object")
         try:
@@ -265,6 +267,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .vae.checkpoint import CheckpointError, load_config, read_metrics_lines
+    from .vae.config import ConfigError
+
     print("datasets:")
     for name, description in DATASETS.items():
         print(f"  {name:8s} {description}")
@@ -276,19 +281,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     print(f"runs in {args.runs_dir}: {len(runs) if runs else 'none'}")
     for run in runs:
         try:
-            config = json.loads((run / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            print(f"  {run.name:40s} (unreadable config.json)")
+            config = load_config(run)
+        except (CheckpointError, ConfigError) as e:
+            print(f"  {run.name:40s} (bad config.json: {e})")
             continue
-        from .vae.checkpoint import read_metrics_lines
 
         rows = read_metrics_lines(run / "metrics.jsonl")
         done = rows[-1]["epoch"] if rows else 0
         elbo = f"test ELBO {rows[-1]['test_elbo']:.3f}" if rows else "no epochs yet"
-        print(
-            f"  {run.name:40s} {config.get('dataset', '?'):7s} "
-            f"epoch {done}/{config.get('epochs', '?')}  {elbo}"
-        )
+        print(f"  {run.name:40s} {config.dataset:7s} epoch {done}/{config.epochs}  {elbo}")
     return 0
 
 

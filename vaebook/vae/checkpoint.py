@@ -176,8 +176,10 @@ def load_config(run_dir: Path) -> TrainConfig:
         raise CheckpointError(f"{run_dir} is not a run folder (config.json missing)")
     try:
         values = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
+    except (ValueError, OSError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
     return TrainConfig.from_dict(values)
 
 

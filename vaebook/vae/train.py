@@ -56,8 +56,21 @@ def select_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"bad device {name!r}: {e}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None
+        and torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        usable = ", ".join(["auto"] + [k for k, ok in available.items() if ok])
+        raise ConfigError(f"device {name!r} is not available here; use one of: {usable}")
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -249,7 +262,12 @@ def open_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Pat
 
 def start_run_folder(run_dir: Path, config: TrainConfig) -> tuple[int, int, float]:
     """Create the folder of a new run with its config; returns ``(epoch, step, wall) = 0``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot create the run folder {run_dir}: {e.strerror or e}"
+        ) from None
     atomic_write_json(run_dir / "config.json", asdict(config))
     atomic_write_bytes(run_dir / "metrics.jsonl", b"")
     return 0, 0, 0.0
@@ -271,7 +289,13 @@ def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int,
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    batch_gen.set_state(state["batch_generator"])
+    try:
+        batch_gen.set_state(state["batch_generator"])
+    except RuntimeError:
+        raise CheckpointError(
+            f"the checkpoint in {run_dir} was made on another kind of device than "
+            f"{batch_gen.device.type}; resume it with the --device it was trained on"
+        ) from None
     kept = read_metrics_lines(run_dir / "metrics.jsonl", up_to_epoch=state["epoch"])
     atomic_write_bytes(
         run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode()
