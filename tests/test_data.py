@@ -1,4 +1,6 @@
-"""Data loaders: splits fixed by seed, binarisation, MNIST IDX parsing, closed-form pPCA MLE."""
+"""Data loaders: splits fixed by seed, binarisation, MNIST IDX parsing; and vaebook.vae.ppca
+(the linear-Gaussian marginal and the closed-form pPCA MLE) against scipy, scikit-learn and a
+numerical maximisation of the likelihood."""
 
 import gzip
 import os
@@ -7,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import optimize, stats
+from sklearn.decomposition import PCA
 
 from vaebook.vae.data import (
     DatasetError,
     load_dataset,
     load_mnist,
     make_ppca,
-    ppca_log_likelihood,
-    ppca_mle,
-    ppca_mle_log_likelihood,
     read_idx,
 )
+from vaebook.vae.ppca import ppca_log_likelihood, ppca_mle, ppca_mle_log_likelihood
 
 LOCAL_MNIST = Path(os.environ.get("VAEBOOK_MNIST_T10K", "/work/shared/data/mnist-t10k"))
 
@@ -111,21 +113,71 @@ def test_real_mnist_test_files_if_present():
     assert np.bincount(labels).tolist()[:2] == [980, 1135]  # the published class counts
 
 
-def test_ppca_mle_is_the_maximum_and_recovers_the_generator():
+def ppca_covariance(w, sigma2):
+    """W W^T + sigma2 I as a NumPy array (the model's definition, not its density)."""
+    w = np.asarray(w, dtype=float)
+    return w @ w.T + sigma2 * np.eye(w.shape[0])
+
+
+def test_ppca_log_likelihood_matches_scipy():
+    gen = torch.Generator().manual_seed(0)
+    x = 2 * torch.randn(40, 5, generator=gen)  # (N, D) float32: converted to float64
+    mean = torch.randn(5, generator=gen, dtype=torch.float64)  # (D,)
+    w = torch.randn(5, 2, generator=gen, dtype=torch.float64)  # (D, L)
+    ours = ppca_log_likelihood(x, mean, w, 0.3)  # (N,)
+    ref = stats.multivariate_normal(mean.numpy(), ppca_covariance(w, 0.3)).logpdf(x.double())
+    assert ours.dtype == torch.float64 and ours.shape == (40,)
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-10)
+
+
+def test_ppca_mle_recovers_the_generator():
     x, params = make_ppca(n=20000, data_dim=6, latent_dim=2, noise_std=0.4, seed=0)
     mean, w, sigma2 = ppca_mle(x, 2)
     assert sigma2 == pytest.approx(0.16, rel=0.05)
     # same covariance as the generator, up to the rotation of W
     torch.testing.assert_close(w @ w.T, params["W"] @ params["W"].T, atol=0.15, rtol=0.05)
-    best = ppca_mle_log_likelihood(x, 2)
-    assert best == pytest.approx(ppca_log_likelihood(x, mean, w, sigma2).mean().item())
-    # perturbing any parameter lowers the likelihood
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(5):
-        dw = 0.05 * torch.randn(w.shape, generator=gen, dtype=torch.float64)
-        assert ppca_log_likelihood(x, mean, w + dw, sigma2).mean().item() < best
-        assert ppca_log_likelihood(x, mean, w, sigma2 * 1.05).mean().item() < best
-        assert ppca_log_likelihood(x, mean + 0.02, w, sigma2).mean().item() < best
+    torch.testing.assert_close(mean, params["b"], atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("latent_dim", [1, 2, 3])
+def test_ppca_mle_matches_scikit_learn_probabilistic_pca(latent_dim):
+    """scikit-learn's PCA fits the same model by SVD; its covariance uses 1/(N - 1)."""
+    x, _ = make_ppca(n=300, data_dim=6, latent_dim=2, noise_std=0.5, seed=2)
+    n = x.shape[0]
+    mean, w, sigma2 = ppca_mle(x, latent_dim)
+    pca = PCA(n_components=latent_dim).fit(x.double().numpy())
+    np.testing.assert_allclose(mean.numpy(), pca.mean_, rtol=0, atol=1e-12)
+    assert sigma2 == pytest.approx(pca.noise_variance_ * (n - 1) / n, rel=1e-10)
+    np.testing.assert_allclose(
+        ppca_covariance(w, sigma2), pca.get_covariance() * (n - 1) / n, rtol=0, atol=1e-10
+    )
+
+
+def test_ppca_mle_is_the_numerical_maximum_of_the_likelihood():
+    """Maximise the scipy log-likelihood over (mean, W, log sigma2) from a random start:
+    the optimum is the closed-form one (pPCA has no local maxima besides the global one)."""
+    D, L = 4, 2
+    x, _ = make_ppca(n=400, data_dim=D, latent_dim=L, noise_std=0.6, seed=5)
+    x64 = x.double().numpy()
+
+    def negative_mean_log_likelihood(theta):
+        mean, w, log_s2 = theta[:D], theta[D:-1].reshape(D, L), theta[-1]
+        cov = ppca_covariance(w, np.exp(log_s2))
+        return -stats.multivariate_normal(mean, cov).logpdf(x64).mean()
+
+    start = np.random.default_rng(0).standard_normal(D + D * L + 1)
+    res = optimize.minimize(negative_mean_log_likelihood, start, method="BFGS", tol=1e-10)
+    best = ppca_mle_log_likelihood(x, L)
+    assert -res.fun <= best + 1e-9  # nothing beats the closed form
+    assert -res.fun == pytest.approx(best, abs=1e-6)
+    mean, w, sigma2 = ppca_mle(x, L)
+    np.testing.assert_allclose(res.x[:D], mean.numpy(), rtol=0, atol=1e-5)
+    assert np.exp(res.x[-1]) == pytest.approx(sigma2, rel=1e-6)
+    w_num = res.x[D:-1].reshape(D, L)  # the optimiser's W is the MLE up to a rotation
+    np.testing.assert_allclose(w_num @ w_num.T, (w @ w.T).numpy(), rtol=0, atol=1e-5)
+    # and the value ppca_mle_log_likelihood reports is scipy's log-likelihood at the MLE
+    ref = stats.multivariate_normal(mean.numpy(), ppca_covariance(w, sigma2)).logpdf(x64).mean()
+    assert best == pytest.approx(ref, abs=1e-10)
 
 
 def test_ppca_dataset_split():

@@ -33,6 +33,15 @@ def linear_problem(d, P=3, seed=0):
     return dec, x
 
 
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_linear_gaussian_closed_form_matches_scipy(d):
+    """The closed form the grid tests below rely on: N(x; b, W^T W + s^2 I), by scipy."""
+    dec, x = linear_problem(d, seed=20 + d)
+    cov = (dec.W.T @ dec.W).numpy() + 0.7**2 * np.eye(3)
+    ref = stats.multivariate_normal(dec.b.numpy(), cov).logpdf(x.numpy())
+    assert dec.log_evidence(x) == pytest.approx(ref, abs=1e-12)
+
+
 @pytest.mark.parametrize("d,n", [(1, 400), (2, 120), (3, 40)])
 def test_grid_matches_closed_form_linear_gaussian(d, n):
     dec, x = linear_problem(d, seed=d)

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.distributions import Bernoulli, MultivariateNormal, Normal
+from torch.distributions import Bernoulli, Normal
 
 from ..plots import COLORS, figure, style
+from ..vae.ppca import ppca_log_likelihood
 
 __all__ = [
     "TanhDecoder",
@@ -45,7 +46,6 @@ __all__ = [
     "plot_monte_carlo_spread",
 ]
 
-DTYPE = torch.float64
 LogLikelihood = Callable[[torch.Tensor], torch.Tensor]  # (N, d) -> (N,)
 
 
@@ -77,11 +77,12 @@ class TanhDecoder:
     ):
         g = torch.Generator().manual_seed(seed)
         self.latent_dim, self.n_pixels, self.hidden = latent_dim, n_pixels, hidden
-        self.W1 = scale * torch.randn(latent_dim, hidden, generator=g, dtype=DTYPE)  # (d, H)
-        self.b1 = 0.5 * torch.randn(hidden, generator=g, dtype=DTYPE)  # (H,)
-        self.W2 = torch.randn(hidden, n_pixels, generator=g, dtype=DTYPE)  # (H, P)
+        self.W1 = torch.randn(latent_dim, hidden, generator=g, dtype=torch.float64)  # (d, H)
+        self.W1 *= scale
+        self.b1 = 0.5 * torch.randn(hidden, generator=g, dtype=torch.float64)  # (H,)
+        self.W2 = torch.randn(hidden, n_pixels, generator=g, dtype=torch.float64)  # (H, P)
         self.W2 *= 3.0 / math.sqrt(hidden)
-        self.b2 = torch.zeros(n_pixels, dtype=DTYPE)  # (P,)
+        self.b2 = torch.zeros(n_pixels, dtype=torch.float64)  # (P,)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits for a batch: ``(N, d) -> (N, P)``."""
@@ -94,9 +95,10 @@ class TanhDecoder:
     def sample_observation(self, seed: int = 0) -> torch.Tensor:
         """One ``x`` from the model: ``z ~ N(0, I)``, then ``x ~ p(x | z)``. Shape ``(P,)``."""
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(1, self.latent_dim, generator=g, dtype=DTYPE)  # (1, d)
+        z = torch.randn(1, self.latent_dim, generator=g, dtype=torch.float64)  # (1, d)
         probs = torch.sigmoid(self.logits(z))[0]  # (P,)
-        return (torch.rand(self.n_pixels, generator=g, dtype=DTYPE) < probs).to(DTYPE)  # (P,)
+        u = torch.rand(self.n_pixels, generator=g, dtype=torch.float64)  # (P,)
+        return (u < probs).double()  # (P,)
 
     def log_likelihood_fn(self, x: torch.Tensor) -> LogLikelihood:
         """``z -> log p(x | z)`` for the fixed observation ``x`` of shape ``(P,)``."""
@@ -108,16 +110,15 @@ class LinearGaussianDecoder:
     ``p(x) = N(x; b, W^T W + s^2 I)`` (the d-dimensional linear-Gaussian model)."""
 
     def __init__(self, W: torch.Tensor, b: torch.Tensor, s: float):
-        self.W, self.b, self.s = W.to(DTYPE), b.to(DTYPE), float(s)  # (d, P), (P,), scalar
+        self.W, self.b, self.s = W.double(), b.double(), float(s)  # (d, P), (P,), scalar
 
     def log_likelihood_fn(self, x: torch.Tensor) -> LogLikelihood:
         return lambda z: Normal(z @ self.W + self.b, self.s).log_prob(x).sum(-1)  # (N,)
 
     def log_evidence(self, x: torch.Tensor) -> float:
-        """Exact ``log p(x)``."""
-        P = self.b.shape[0]
-        cov = self.W.T @ self.W + self.s**2 * torch.eye(P, dtype=DTYPE)  # (P, P)
-        return float(MultivariateNormal(self.b, cov).log_prob(x.to(DTYPE)))
+        """Exact ``log p(x)`` (:func:`~vaebook.vae.ppca.ppca_log_likelihood`; its ``W`` is
+        the transpose of this one's)."""
+        return float(ppca_log_likelihood(x, self.b, self.W.T, self.s**2))
 
 
 class CountingLikelihood:
@@ -139,7 +140,7 @@ def _midpoint_rule(n: int, half_width: float) -> tuple[torch.Tensor, torch.Tenso
     """Nodes and log-weights of the midpoint rule for ``∫ f(z) N(z; 0, 1) dz`` on
     ``[-L, L]``: ``w_i = h N(z_i; 0, 1)``. Shapes ``(n,)``, ``(n,)``."""
     h = 2 * half_width / n
-    nodes = -half_width + h * (torch.arange(n, dtype=DTYPE) + 0.5)  # (n,)
+    nodes = -half_width + h * (torch.arange(n, dtype=torch.float64) + 0.5)  # (n,)
     log_w = math.log(h) + Normal(0.0, 1.0).log_prob(nodes)  # (n,)
     return nodes, log_w
 
@@ -149,7 +150,7 @@ def _gauss_hermite_rule(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     ``∫ f(z) N(z; 0, 1) dz`` (exact for polynomials of degree ``2n - 1``)."""
     nodes, weights = np.polynomial.hermite_e.hermegauss(n)  # weight exp(-z^2/2)
     log_w = np.log(weights) - 0.5 * math.log(2 * math.pi)
-    return torch.as_tensor(nodes, dtype=DTYPE), torch.as_tensor(log_w, dtype=DTYPE)
+    return torch.as_tensor(nodes, dtype=torch.float64), torch.as_tensor(log_w, dtype=torch.float64)
 
 
 def grid_quadrature(
@@ -234,7 +235,7 @@ def naive_monte_carlo(
     log_likelihood: LogLikelihood, latent_dim: int, n_samples: int, generator: torch.Generator
 ) -> MonteCarloEstimate:
     """``p(x) ≈ (1/S) sum_s p(x | z_s)`` with ``z_s ~ N(0, I_d)`` (eq. ``eq-lvm-mc``)."""
-    z = torch.randn(n_samples, latent_dim, generator=generator, dtype=DTYPE)  # (S, d)
+    z = torch.randn(n_samples, latent_dim, generator=generator, dtype=torch.float64)  # (S, d)
     log_lik = log_likelihood(z)  # (S,)
     top = log_lik.max()
     ratios = torch.exp(log_lik - top)  # (S,) p(x|z_s) / max_s p(x|z_s), no underflow
@@ -249,7 +250,7 @@ def repeated_monte_carlo(
     """``n_repeats`` independent ``S``-sample naive estimates of ``log p(x)``, shape
     ``(n_repeats,)``, drawn in one batch from a generator seeded with ``seed``."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_repeats * n_samples, latent_dim, generator=g, dtype=DTYPE)  # (R*S, d)
+    z = torch.randn(n_repeats * n_samples, latent_dim, generator=g, dtype=torch.float64)  # (R*S, d)
     log_lik = log_likelihood(z).reshape(n_repeats, n_samples)  # (R, S)
     return torch.logsumexp(log_lik, dim=1) - math.log(n_samples)  # (R,)
 

@@ -1,20 +1,22 @@
 """Chapter 5 (``book/05_elbo_vs_kl.ipynb``): maximising the ELBO minimises the KL.
 
 The one-factor linear-Gaussian model (probabilistic PCA with a scalar latent)
-``z ~ N(0, 1)``, ``x | z ~ N(w z + b, s2 I_D)`` in NumPy: exact log-evidence, posterior,
-ELBO of a Gaussian ``q``, the closed-form M-step and **variational EM**
-(:func:`variational_em`); and the chapter's figures.
+``z ~ N(0, 1)``, ``x | z ~ N(w z + b, s2 I_D)`` in NumPy: posterior, ELBO of a Gaussian
+``q``, the closed-form M-step and **variational EM** (:func:`variational_em`); and the
+chapter's figures. The exact log-evidence and the maximum-likelihood fit are NumPy
+wrappers (scalar latent, ``w`` a vector) around :mod:`vaebook.vae.ppca`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from ..plots import COLORS, figure, style
+from ..vae.ppca import ppca_log_likelihood, ppca_mle
 
 __all__ = [
     "ppca1_log_evidence",
@@ -32,18 +34,12 @@ __all__ = [
 
 
 def ppca1_log_evidence(X, w, b, s2) -> np.ndarray:
-    """Exact ``log p(x_n) = log N(x_n; b, s2 I + w w^T)`` for every row, shape (N,).
-
-    Uses the matrix determinant lemma, ``det C = s2^D (1 + |w|^2 / s2)``, and
-    Sherman-Morrison, ``C^{-1} = (I - w w^T / (s2 + |w|^2)) / s2``.
-    """
-    X, w, b = np.atleast_2d(X), np.asarray(w, float), np.asarray(b, float)
-    D = X.shape[1]
-    r = X - b  # (N, D)
-    ww = w @ w
-    logdet = D * np.log(s2) + np.log1p(ww / s2)
-    maha = (np.sum(r**2, axis=1) - (r @ w) ** 2 / (s2 + ww)) / s2  # (N,)
-    return -0.5 * (D * np.log(2 * np.pi) + logdet + maha)
+    """Exact ``log p(x_n) = log N(x_n; b, s2 I + w w^T)`` for every row, shape (N,)
+    (:func:`~vaebook.vae.ppca.ppca_log_likelihood` with ``W = w`` as one column)."""
+    X = torch.as_tensor(np.atleast_2d(np.asarray(X, float)))  # (N, D)
+    w = torch.as_tensor(np.asarray(w, float))[:, None]  # (D, 1)
+    b = torch.as_tensor(np.asarray(b, float))  # (D,)
+    return ppca_log_likelihood(X, b, w, float(s2)).numpy()
 
 
 def ppca1_posterior(X, w, b, s2) -> tuple[np.ndarray, float]:
@@ -90,16 +86,13 @@ def ppca1_m_step(X, m, v) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def ppca1_mle(X) -> tuple[np.ndarray, np.ndarray, float]:
-    """Maximum-likelihood ``(w, b, s2)`` in closed form (Tipping and Bishop, 1999):
-    ``b`` = sample mean, ``s2`` = mean of the ``D - 1`` smallest eigenvalues of the
-    sample covariance ``S``, ``w = u_1 sqrt(lambda_1 - s2)`` (sign: first entry >= 0)."""
-    X = np.atleast_2d(X)
-    b = X.mean(axis=0)
-    S = np.cov(X.T, bias=True)  # (D, D)
-    lam, U = np.linalg.eigh(S)  # ascending
-    s2 = float(lam[:-1].mean())
-    w = U[:, -1] * math.sqrt(max(lam[-1] - s2, 0.0))
-    return w * np.sign(w[0] or 1.0), b, s2
+    """Maximum-likelihood ``(w, b, s2)`` in closed form (Tipping and Bishop, 1999;
+    :func:`~vaebook.vae.ppca.ppca_mle` with one latent dimension): ``b`` = sample mean,
+    ``s2`` = mean of the ``D - 1`` smallest eigenvalues of the sample covariance ``S``,
+    ``w = u_1 sqrt(lambda_1 - s2)`` (sign: first entry >= 0)."""
+    mean, W, s2 = ppca_mle(torch.as_tensor(np.atleast_2d(np.asarray(X, float))), 1)
+    w = W[:, 0].numpy()  # (D,)
+    return w * np.sign(w[0] or 1.0), mean.numpy(), float(s2)
 
 
 @dataclass
@@ -212,4 +205,3 @@ def plot_em_history(hist: EMHistory, mle_log_evidence: float | None = None, firs
         ax.legend(fontsize=8, loc="lower right")
     plt.close(fig)
     return fig
-

@@ -4,6 +4,8 @@
   :class:`~vaebook.vae.config.TrainConfig`, validated in one place.
 - :mod:`~vaebook.vae.data` -- ``digits`` (bundled), ``mnist`` (local IDX files), ``ppca``.
 - :mod:`~vaebook.vae.models` -- the MLP VAE and the linear VAE.
+- :mod:`~vaebook.vae.ppca` -- the linear-Gaussian model in closed form: exact marginal,
+  maximum-likelihood fit (the linear VAE's and the ``ppca`` data set's reference).
 - :mod:`~vaebook.vae.objectives` -- the training objective (the one the book checks),
   IWAE, the log-likelihood estimate, active units.
 - :mod:`~vaebook.vae.checkpoint` -- run folders, atomic checkpoints, provenance.

@@ -7,8 +7,8 @@ device; the test set gets the fixed static draw so evaluations stay comparable).
 The train/test split of ``digits`` and ``ppca`` is a permutation fixed by the seed;
 MNIST keeps its standard 60000/10000 split. Nothing is downloaded.
 
-Also here: the closed-form probabilistic PCA maximum-likelihood fit
-(Tipping & Bishop, 1999) -- :func:`ppca_mle`, :func:`ppca_mle_log_likelihood`.
+The ``ppca`` data set's exact likelihood and maximum-likelihood fit are in
+:mod:`vaebook.vae.ppca`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.distributions import MultivariateNormal
 
 from .config import BINARIZATIONS, DATASETS
 
@@ -193,36 +192,3 @@ def make_ppca(
         z @ w.T + b + noise_std * torch.randn(n, data_dim, generator=gen, dtype=torch.float64)
     )  # (n, D)
     return x.float(), {"W": w, "b": b, "sigma2": torch.tensor(noise_std**2, dtype=torch.float64)}
-
-
-def ppca_mle(x: torch.Tensor, latent_dim: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """Closed-form pPCA maximum-likelihood fit (Tipping & Bishop 1999), in float64.
-
-    Mean = sample mean; sigma^2 = mean of the D - L smallest eigenvalues of the
-    sample covariance (1/N); W = U_L (Lambda_L - sigma^2 I)^{1/2} (rotation R = I).
-    Returns (mean (D,), W (D, L), sigma2).
-    """
-    x = x.double()
-    mean = x.mean(0)  # (D,)
-    centred = x - mean  # (N, D)
-    cov = centred.T @ centred / x.shape[0]  # (D, D)
-    eigvals, eigvecs = torch.linalg.eigh(cov)  # ascending: (D,), (D, D)
-    eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)  # descending
-    sigma2 = eigvals[latent_dim:].mean().item()
-    w = eigvecs[:, :latent_dim] * (eigvals[:latent_dim] - sigma2).clamp_min(0).sqrt()  # (D, L)
-    return mean, w, sigma2
-
-
-def ppca_log_likelihood(
-    x: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, sigma2: float
-) -> torch.Tensor:
-    """log N(x; mean, W W^T + sigma2 I) per row of x, (N,), float64."""
-    cov = w @ w.T + sigma2 * torch.eye(w.shape[0], dtype=torch.float64)  # (D, D)
-    return MultivariateNormal(mean.double(), covariance_matrix=cov).log_prob(x.double())
-
-
-def ppca_mle_log_likelihood(x: torch.Tensor, latent_dim: int) -> float:
-    """Maximum over pPCA models with ``latent_dim`` of the mean log-likelihood of x,
-    in nats per example."""
-    mean, w, sigma2 = ppca_mle(x, latent_dim)
-    return ppca_log_likelihood(x, mean, w, sigma2).mean().item()

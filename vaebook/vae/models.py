@@ -1,14 +1,20 @@
 """Variational autoencoders: an MLP VAE and a linear VAE with an exact marginal.
 
-Every density is a ``torch.distributions`` object; no hand-written formulas:
+The model exposes its three densities as ``torch.distributions`` objects:
 
 - prior ``p(z) = N(0, I)``                      -- :meth:`VAE.prior`
 - encoder ``q(z|x) = N(mu(x), diag sigma^2(x))``  -- :meth:`VAE.posterior`
 - decoder ``p(x|z)``: ``Bernoulli(logits=f(z))`` or ``N(f(z), s^2 I)`` with ``s``
   learned (one shared scalar) or fixed                -- :meth:`VAE.likelihood`
 
-Distributions are built with ``validate_args=False``: the trainer calls them on
-every step, and argument validation costs more than the arithmetic it guards.
+These objects are for sampling and inspection, and they are the *test oracle*: the
+training objective does not call them. :mod:`vaebook.vae.objectives` writes the same
+densities out from the networks' outputs (:meth:`VAE.encode`, :meth:`VAE.decode`,
+``log_decoder_std``) -- the Bernoulli log-likelihood from the logits directly -- and
+``tests/test_objectives.py`` checks them against these distributions.
+
+Distributions are built with ``validate_args=False``: argument validation costs more
+than the arithmetic it guards.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
 
 from .config import LIKELIHOODS
+from .ppca import ppca_marginal
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -127,14 +134,10 @@ class LinearVAE(VAE):
         return mu, self.encoder_logvar.expand_as(mu)  # (B, L), (B, L)
 
     def marginal(self) -> MultivariateNormal:
-        """Exact p(x) = N(b, W W^T + sigma^2 I), event shape (D,), in float64."""
-        w = self.decoder.weight.double()  # (D, L)
-        b = self.decoder.bias.double()  # (D,)
-        noise = (2 * self.log_decoder_std.double()).exp()  # ()
-        cov = w @ w.T + noise * torch.eye(
-            self.data_dim, dtype=torch.float64, device=w.device
-        )  # (D, D)
-        return MultivariateNormal(b, covariance_matrix=cov)
+        """Exact p(x) = N(b, W W^T + sigma^2 I), event shape (D,), in float64
+        (:func:`~vaebook.vae.ppca.ppca_marginal` of the decoder's parameters)."""
+        sigma2 = (2 * self.log_decoder_std.double()).exp()  # ()
+        return ppca_marginal(self.decoder.bias, self.decoder.weight, sigma2)  # W: (D, L)
 
     def exact_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) per example, (B,), float64."""
