@@ -1,42 +1,149 @@
-"""Objectives against independent oracles: Monte Carlo KL, closed-form linear-Gaussian marginals."""
+"""Objectives against independent oracles: ``torch.distributions`` (Bernoulli, Normal,
+kl_divergence) for every density the objective writes out, Monte Carlo for the KL, and
+closed-form linear-Gaussian marginals for the likelihood estimates. None of these tests
+restates a formula of objectives.py. The objective's functions are looked up on the module
+at call time (``objectives.kl_to_standard_normal``), so tests/test_objective_link.py can
+patch them at their definition site and see these tests fail."""
 
 import math
 
 import pytest
 import torch
-from torch.distributions import MultivariateNormal
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
-from vaebook.vae.data import make_ppca, ppca_mle, ppca_mle_log_likelihood
+from vaebook.vae import objectives
+from vaebook.vae import train as train_module
+from vaebook.vae.data import make_ppca
 from vaebook.vae.models import VAE, LinearVAE
 from vaebook.vae.objectives import (
     active_units,
+    bits_per_dim,
     elbo_terms,
     estimate_log_likelihood,
-    gaussian_kl_to_standard_normal,
     iwae_bound,
     kl_per_latent_dim,
     log_importance_weights,
 )
+from vaebook.vae.ppca import ppca_mle, ppca_mle_log_likelihood
 
 
-def small_vae(seed=0, likelihood="bernoulli"):
+def small_vae(seed=0, likelihood="bernoulli", decoder_std=None):
     torch.manual_seed(seed)
-    return VAE(data_dim=12, hidden_dims=(16,), latent_dim=3, likelihood=likelihood)
+    return VAE(
+        data_dim=12, hidden_dims=(16,), latent_dim=3, likelihood=likelihood, decoder_std=decoder_std
+    )
+
+
+def diag_normal(mu, logvar):
+    """The oracle q = N(mu, diag exp(logvar)): batch (B,), event (L,)."""
+    return Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+
+
+def test_kl_matches_torch_kl_divergence():
+    g = torch.Generator().manual_seed(0)
+    mu = 2 * torch.randn(500, 4, generator=g, dtype=torch.float64)
+    logvar = 2 * torch.randn(500, 4, generator=g, dtype=torch.float64)
+    prior = diag_normal(torch.zeros_like(mu), torch.zeros_like(logvar))
+    oracle = kl_divergence(diag_normal(mu, logvar), prior)  # (500,)
+    torch.testing.assert_close(
+        objectives.kl_to_standard_normal(mu, logvar), oracle, rtol=1e-12, atol=1e-12
+    )
+    assert (objectives.kl_to_standard_normal(mu, logvar) >= 0).all()
+    torch.testing.assert_close(  # KL(p || p) = 0
+        objectives.kl_to_standard_normal(torch.zeros(3), torch.zeros(3)), torch.tensor(0.0)
+    )
 
 
 def test_analytic_kl_matches_monte_carlo():
     torch.manual_seed(0)
     mu = torch.randn(4, 3)
     logvar = torch.randn(4, 3) * 0.5
-    q = torch.distributions.Independent(torch.distributions.Normal(mu, (0.5 * logvar).exp()), 1)
-    analytic = gaussian_kl_to_standard_normal(q)  # (4,)
+    q = diag_normal(mu, logvar)
     z = q.sample((200_000,))  # (S, 4, 3)
-    prior = torch.distributions.Normal(0.0, 1.0)
+    prior = Normal(0.0, 1.0)
     monte_carlo = (q.log_prob(z) - prior.log_prob(z).sum(-1)).mean(0)  # (4,)
-    torch.testing.assert_close(analytic, monte_carlo, atol=0.02, rtol=0.01)
-    # and the textbook closed form, as a second oracle
-    closed = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
-    torch.testing.assert_close(analytic, closed)
+    torch.testing.assert_close(
+        objectives.kl_to_standard_normal(mu, logvar), monte_carlo, atol=0.02, rtol=0.01
+    )
+
+
+def test_log_likelihoods_and_log_densities_match_torch_distributions():
+    g = torch.Generator().manual_seed(1)
+    f64 = dict(generator=g, dtype=torch.float64)
+    logits = 4 * torch.randn(50, 64, **f64)  # (B, D)
+    logits[0, :4] = torch.tensor([60.0, -60.0, 200.0, -200.0])  # far in the tails
+    x = (torch.rand(50, 64, **f64) < 0.5).double()
+    oracle = Independent(Bernoulli(logits=logits), 1).log_prob(x)  # (B,)
+    torch.testing.assert_close(
+        objectives.bernoulli_log_likelihood(x, logits), oracle, rtol=1e-12, atol=1e-10
+    )
+    # non-binary targets in [0, 1] (e.g. grey levels): Bernoulli.log_prob evaluates the same
+    x_grey = torch.rand(50, 64, **f64)
+    torch.testing.assert_close(
+        objectives.bernoulli_log_likelihood(x_grey, logits),
+        Independent(Bernoulli(logits=logits, validate_args=False), 1).log_prob(x_grey),
+        rtol=1e-12,
+        atol=1e-10,
+    )
+    mean, x_real = torch.randn(50, 64, **f64), 3 * torch.randn(50, 64, **f64)
+    for log_std in (
+        torch.tensor(0.0, dtype=torch.float64),
+        torch.tensor(-1.3, dtype=torch.float64),
+    ):
+        oracle = Independent(Normal(mean, log_std.exp()), 1).log_prob(x_real)
+        torch.testing.assert_close(
+            objectives.gaussian_log_likelihood(x_real, mean, log_std), oracle
+        )
+    mu, logvar = torch.randn(50, 3, **f64), torch.randn(50, 3, **f64)
+    z = torch.randn(7, 50, 3, **f64)  # (S, B, L)
+    torch.testing.assert_close(
+        objectives.diag_gaussian_log_density(z, mu, logvar), diag_normal(mu, logvar).log_prob(z)
+    )
+    torch.testing.assert_close(
+        objectives.standard_normal_log_density(z),
+        Independent(Normal(0.0 * z, 1.0 + 0.0 * z), 1).log_prob(z),
+    )
+
+
+@pytest.mark.parametrize(
+    "likelihood, decoder_std", [("bernoulli", None), ("gaussian", None), ("gaussian", 0.3)]
+)
+def test_reconstruction_is_the_models_likelihood_distribution(likelihood, decoder_std):
+    model = small_vae(likelihood=likelihood, decoder_std=decoder_std)
+    with torch.no_grad():
+        model.log_decoder_std.fill_(-0.7 if decoder_std is None else math.log(decoder_std))
+    x = torch.rand(5, 12).bernoulli() if likelihood == "bernoulli" else torch.randn(5, 12)
+    z = torch.randn(4, 5, 3)  # (S, B, L)
+    torch.testing.assert_close(
+        objectives.reconstruction_log_likelihood(model, z, x), model.likelihood(z).log_prob(x)
+    )
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("analytic_kl", [True, False])
+def test_elbo_terms_match_torch_distributions(likelihood, analytic_kl):
+    """The whole per-example objective, rebuilt from the model's distributions and the same
+    reparameterised draw: reconstruction, KL (analytic or single-sample), ELBO and loss."""
+    model = small_vae(likelihood=likelihood)
+    x = torch.rand(64, 12).bernoulli() if likelihood == "bernoulli" else torch.randn(64, 12)
+    beta = 0.5
+    torch.manual_seed(1)
+    terms = elbo_terms(model, x, beta=beta, analytic_kl=analytic_kl)
+    torch.manual_seed(1)
+    q = model.posterior(x)
+    z = q.rsample()  # (B, L), the same draw
+    reconstruction = model.likelihood(z).log_prob(x)  # (B,)
+    if analytic_kl:
+        kl = kl_divergence(q, model.prior((64,)))  # (B,)
+    else:
+        kl = q.log_prob(z) - model.prior().log_prob(z)  # (B,)
+    assert terms.reconstruction.shape == terms.kl.shape == (64,)
+    torch.testing.assert_close(terms.reconstruction, reconstruction)
+    torch.testing.assert_close(terms.kl, kl)
+    torch.testing.assert_close(terms.elbo, reconstruction - kl)
+    torch.testing.assert_close(terms.loss, -(reconstruction - beta * kl).mean())
+    if likelihood == "bernoulli":  # a log-probability of binary data is negative
+        assert (terms.reconstruction < 0).all()
 
 
 def test_elbo_terms_convention_and_mc_kl_agree_on_average():
@@ -44,14 +151,63 @@ def test_elbo_terms_convention_and_mc_kl_agree_on_average():
     x = torch.rand(64, 12).bernoulli()
     torch.manual_seed(1)
     terms = elbo_terms(model, x, beta=0.5)
-    assert terms.reconstruction.shape == terms.kl.shape == (64,)
-    torch.testing.assert_close(terms.elbo, terms.reconstruction - terms.kl)
-    torch.testing.assert_close(terms.loss, (0.5 * terms.kl - terms.reconstruction).mean())
-    # the reconstruction term is a log-probability of binary data: negative
-    assert (terms.reconstruction < 0).all()
     with torch.no_grad():
         mc = torch.stack([elbo_terms(model, x, analytic_kl=False).kl for _ in range(3000)]).mean(0)
     torch.testing.assert_close(mc, terms.kl.detach(), atol=0.05, rtol=0.02)
+    # bits per dimension: -ELBO / (D ln 2)
+    # (12 ln 2 nats spread over 12 dimensions is one bit each)
+    assert bits_per_dim(-12 * math.log(2), 12) == pytest.approx(1.0)
+    assert bits_per_dim(torch.tensor([-24 * math.log(2)]), 12).item() == pytest.approx(2.0)
+
+
+def test_bf16_autocast_keeps_noise_kl_and_likelihood_float32(monkeypatch):
+    """Under a bfloat16 autocast the networks run in bfloat16, but the noise, z, the KL and
+    the log-likelihood are float32 -- in the trainer's own step, ``make_train_step(bf16=True)``
+    (CPU autocast here; on CUDA the same ops are lowered)."""
+
+    model = small_vae()
+    x = torch.rand(32, 12).bernoulli()
+    seen = {}
+    real_reparameterise, real_decode = objectives.reparameterise, model.decode
+
+    def spy_reparameterise(mu, logvar, sample_shape=()):
+        seen["mu"], seen["logvar"] = mu.dtype, logvar.dtype
+        z = real_reparameterise(mu, logvar, sample_shape)
+        seen["z"] = z.dtype
+        return z
+
+    def spy_decode(z):
+        out = real_decode(z)
+        seen["logits"] = out.dtype
+        return out
+
+    real_elbo_terms = objectives.elbo_terms
+
+    def spy_elbo_terms(*args, **kwargs):
+        terms = real_elbo_terms(*args, **kwargs)
+        seen["terms"] = (terms.reconstruction.dtype, terms.kl.dtype, terms.loss.dtype)
+        return terms
+
+    monkeypatch.setattr(objectives, "reparameterise", spy_reparameterise)
+    monkeypatch.setattr(model, "decode", spy_decode)
+    monkeypatch.setattr(train_module, "elbo_terms", spy_elbo_terms)
+    step = train_module.make_train_step(model, torch.optim.SGD(model.parameters(), lr=0), bf16=True)
+    assert torch.isfinite(step(x)).all()
+    assert seen == {
+        "mu": torch.float32,
+        "logvar": torch.float32,
+        "z": torch.float32,
+        "logits": torch.bfloat16,  # the networks did run in bf16
+        "terms": (torch.float32,) * 3,
+    }
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = elbo_terms(model, x)
+    # the KL is the float32 KL of the bf16-rounded encoder outputs, to float32 rounding
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mu, logvar = model.encode(x)
+    torch.testing.assert_close(
+        terms.kl, kl_divergence(diag_normal(mu.float(), logvar.float()), model.prior((32,)))
+    )
 
 
 def test_iwae_with_one_sample_is_the_mc_elbo_estimator():
@@ -117,16 +273,15 @@ def linear_vae_at_ppca_mle(x, latent_dim, encoder_error=0.0):
     return model, mean, w, sigma2
 
 
-def test_linear_vae_marginal_matches_multivariate_normal_oracle():
+def test_linear_vae_marginal_matches_scipy_oracle():
+    from scipy.stats import multivariate_normal
+
     x, _ = make_ppca(n=300, data_dim=5, latent_dim=2, seed=3)
     model, mean, w, sigma2 = linear_vae_at_ppca_mle(x, 2)
-    oracle = MultivariateNormal(mean, covariance_matrix=w @ w.T + sigma2 * torch.eye(5)).log_prob(
-        x.double()
-    )
-    torch.testing.assert_close(model.exact_log_likelihood(x), oracle)
-    torch.testing.assert_close(
-        model.exact_log_likelihood(x).mean().item(), ppca_mle_log_likelihood(x, 2)
-    )
+    cov = (w @ w.T + sigma2 * torch.eye(5, dtype=torch.float64)).numpy()
+    oracle = multivariate_normal(mean.numpy(), cov).logpdf(x.double().numpy())
+    torch.testing.assert_close(model.exact_log_likelihood(x), torch.from_numpy(oracle))
+    assert abs(float(oracle.mean()) - ppca_mle_log_likelihood(x, 2)) < 1e-9
 
 
 def test_likelihood_estimate_converges_to_exact_log_px_on_linear_vae():
@@ -190,7 +345,7 @@ def test_diagnostics_kl_per_dim_and_active_units():
     per_dim = kl_per_latent_dim(model, x)
     assert per_dim.shape == (3,)
     assert per_dim[1].item() == pytest.approx(0.0, abs=1e-6)
-    total = gaussian_kl_to_standard_normal(model.posterior(x)).mean()
+    total = kl_divergence(model.posterior(x), model.prior((500,))).mean()
     torch.testing.assert_close(per_dim.sum(), total.detach())
     count, variance = active_units(model, x)
     mu, _ = model.encode(x)

@@ -1,9 +1,29 @@
 """Objectives and likelihood estimates for :class:`vaebook.models.VAE`.
 
-Convention (every function here): quantities are per example and in nats --
-log-densities are summed over pixels and over latent dimensions; functions
-named ``*_terms``/``*_bound`` return one value per example, shape (B,), and a
-scalar training loss is the *mean over the batch* of the negative ELBO.
+This is the one implementation of the per-example VAE objective: the trainer
+(:func:`vaebook.vae.train.make_train_step`) minimises :attr:`ElboTerms.loss`, and chapter 6
+checks these very functions against the closed forms it derives.
+
+Convention (every function here), stated once: quantities are per example and in
+**nats**; log-densities are **summed over pixels** (the D data dimensions) and **over
+latent dimensions** (L); functions named ``*_terms``/``*_bound`` return one value per
+example, shape (B,); the scalar training loss is the **mean over the batch** of
+``beta * KL - reconstruction`` (the negative ELBO at ``beta = 1``). Bits per dimension
+are ``-ELBO / (D ln 2)`` (:func:`bits_per_dim`).
+
+The densities are written out (the ``torch.distributions`` objects of
+:class:`vaebook.vae.models.VAE` are the tests' oracle, and what samples images):
+
+- :func:`bernoulli_log_likelihood` -- ``sum_i x_i a_i - softplus(a_i)`` from logits a;
+- :func:`gaussian_log_likelihood` -- ``sum_i -(x_i - m_i)^2 / (2 s^2) - log s - log(2 pi)/2``;
+- :func:`reconstruction_log_likelihood` -- ``log p(x|z)`` of a model's decoder (either);
+- :func:`kl_to_standard_normal` -- ``KL(N(mu, diag exp(logvar)) || N(0, I))`` in closed
+  form, ``1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)``;
+- :func:`diag_gaussian_log_density`, :func:`standard_normal_log_density` -- ``log q(z|x)``
+  and ``log p(z)``, for the Monte Carlo KL and the importance weights;
+- :func:`reparameterise` -- ``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)``.
+
+Objectives built from them:
 
 - :func:`elbo_terms` -- reconstruction ``E_q[log p(x|z)]`` and ``KL(q(z|x) || p(z))``
   reported separately; analytic or Monte Carlo KL; a ``beta`` weight for the loss.
@@ -12,6 +32,10 @@ scalar training loss is the *mean over the batch* of the negative ELBO.
 - :func:`estimate_log_likelihood` -- the same estimator with large k (e.g. 5000),
   vectorised over data and samples in memory-bounded chunks, with a standard error.
 - diagnostics: :func:`kl_per_latent_dim`, :func:`active_units`.
+
+Mixed precision: under a bfloat16 ``torch.autocast`` only the networks run in bfloat16;
+the encoder's outputs are promoted to float32 before the noise is drawn, and the KL and
+the log-likelihoods are computed in float32 (float64 inputs stay float64).
 """
 
 from __future__ import annotations
@@ -20,19 +44,90 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch.distributions import Independent, Normal, kl_divergence
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .models import VAE
 
+LOG_2PI = math.log(2 * math.pi)
 
-def gaussian_kl_to_standard_normal(posterior: Independent) -> torch.Tensor:
-    """KL(q || N(0, I)) per example, summed over latent dims: (B,), by ``kl_divergence``."""
-    loc = posterior.base_dist.loc  # (B, L)
-    standard = Independent(
-        Normal(torch.zeros_like(loc), torch.ones_like(loc), validate_args=False), 1
-    )
-    return kl_divergence(posterior, standard)  # (B,)
+
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 if it is a lower-precision float (bfloat16/float16 under autocast),
+    else unchanged (float32 and float64 stay as they are)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+# -- the densities of the objective, written out ----------------------------------------
+def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``log p(x|z)`` of a Bernoulli decoder with logits a, summed over the last axis:
+    ``sum_i x_i a_i - softplus(a_i)`` (= ``x log sigmoid(a) + (1 - x) log(1 - sigmoid(a))``).
+    x, logits: (..., D), broadcasting -> (...)."""
+    logits = _at_least_float32(logits)
+    # softplus(a) = log(1 + e^a); torch returns a itself above ``threshold`` (default 20,
+    # an error e^-20 ~ 2e-9 that float64 resolves); e^-40 is below float64 rounding
+    return (x * logits - F.softplus(logits, threshold=40.0)).sum(-1)  # (...)
+
+
+def gaussian_log_likelihood(
+    x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+) -> torch.Tensor:
+    """``log N(x; mean, exp(log_std)^2 I)`` summed over the last axis:
+    ``sum_i -(x_i - mean_i)^2 / (2 s^2) - log s - log(2 pi) / 2``. x, mean: (..., D),
+    log_std broadcastable (a scalar for one shared decoder scale) -> (...)."""
+    mean, log_std = _at_least_float32(mean), _at_least_float32(log_std)
+    per_pixel = -0.5 * ((x - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * LOG_2PI
+    return per_pixel.sum(-1)  # (...)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, diag exp(logvar)) || N(0, I))`` in closed form, summed over the last axis:
+    ``1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)``. mu, logvar: (..., L) -> (...)."""
+    mu, logvar = _at_least_float32(mu), _at_least_float32(logvar)
+    return 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)  # (...)
+
+
+def diag_gaussian_log_density(
+    z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> torch.Tensor:
+    """``log N(z; mu, diag exp(logvar))`` summed over the last axis; z (..., L) broadcasting
+    against mu, logvar (B, L) -> (...)."""
+    return (-0.5 * ((z - mu) ** 2 * torch.exp(-logvar) + logvar + LOG_2PI)).sum(-1)  # (...)
+
+
+def standard_normal_log_density(z: torch.Tensor) -> torch.Tensor:
+    """``log N(z; 0, I)`` summed over the last axis: (..., L) -> (...)."""
+    return (-0.5 * (z**2 + LOG_2PI)).sum(-1)  # (...)
+
+
+def reparameterise(
+    mu: torch.Tensor, logvar: torch.Tensor, sample_shape: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """Draws ``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)`` in the dtype of mu
+    (differentiable in mu and logvar): (*sample_shape, B, L)."""
+    eps = torch.randn((*sample_shape, *mu.shape), dtype=mu.dtype, device=mu.device)  # (*S, B, L)
+    return mu + (0.5 * logvar).exp() * eps
+
+
+def reconstruction_log_likelihood(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``log p(x|z)`` of the model's decoder, summed over pixels: z (..., B, L), x (B, D) ->
+    (..., B). Bernoulli from the logits, or Gaussian with the model's decoder scale."""
+    out = model.decode(z)  # (..., B, D) logits or mean
+    if model.likelihood_name == "bernoulli":
+        return bernoulli_log_likelihood(x, out)
+    return gaussian_log_likelihood(x, out, model.log_decoder_std)
+
+
+def encode_float32(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's ``(mu, logvar)``, each (B, L), promoted to at least float32 (so that
+    under bfloat16 autocast the noise, the KL and the log-densities are float32)."""
+    mu, logvar = model.encode(x)  # (B, L), (B, L)
+    return _at_least_float32(mu), _at_least_float32(logvar)
+
+
+def bits_per_dim(elbo: torch.Tensor | float, data_dim: int) -> torch.Tensor | float:
+    """Bits per dimension of a (per-example) ELBO in nats: ``-ELBO / (D ln 2)``."""
+    return -elbo / (data_dim * math.log(2))
 
 
 @dataclass
@@ -59,28 +154,36 @@ def elbo_terms(
 ) -> ElboTerms:
     """ELBO terms for a batch x (B, D), one reparameterised z per example.
 
-    With ``analytic_kl=False`` the KL is ``log q(z|x) - log p(z)`` at the same z
-    that the reconstruction term uses.
+    ``reconstruction = log p(x|z)`` at ``z ~ q(z|x)`` (:func:`reconstruction_log_likelihood`);
+    ``kl`` = :func:`kl_to_standard_normal`, or with ``analytic_kl=False`` the single-sample
+    ``log q(z|x) - log p(z)`` at the same z that the reconstruction term uses.
     """
-    q = model.posterior(x)  # batch (B,), event (L,)
-    z = q.rsample()  # (B, L)
-    reconstruction = model.likelihood(z).log_prob(x)  # (B,)
+    mu, logvar = encode_float32(model, x)  # (B, L), (B, L)
+    z = reparameterise(mu, logvar)  # (B, L)
+    reconstruction = reconstruction_log_likelihood(model, z, x)  # (B,)
     if analytic_kl:
-        kl = gaussian_kl_to_standard_normal(q)  # (B,)
+        kl = kl_to_standard_normal(mu, logvar)  # (B,)
     else:
-        kl = q.log_prob(z) - model.prior().log_prob(z)  # (B,)
+        kl = diag_gaussian_log_density(z, mu, logvar) - standard_normal_log_density(z)  # (B,)
     return ElboTerms(reconstruction, kl, beta)
 
 
-def log_weights(model: VAE, x: torch.Tensor, q: Independent, z: torch.Tensor) -> torch.Tensor:
-    """``log p(x, z) - log q(z|x)`` for draws z (S, B, L) from q (batch (B,)): (S, B)."""
-    return model.likelihood(z).log_prob(x) + model.prior().log_prob(z) - q.log_prob(z)  # (S, B)
+def log_weights(
+    model: VAE, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor
+) -> torch.Tensor:
+    """``log p(x|z) + log p(z) - log q(z|x)`` for draws z (S, B, L) from
+    q = N(mu, diag exp(logvar)), mu and logvar (B, L): (S, B)."""
+    return (
+        reconstruction_log_likelihood(model, z, x)
+        + standard_normal_log_density(z)
+        - diag_gaussian_log_density(z, mu, logvar)
+    )  # (S, B)
 
 
 def log_importance_weights(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
     """``log p(x, z_i) - log q(z_i|x)`` for k draws z_i ~ q(z|x): (k, B)."""
-    q = model.posterior(x)  # batch (B,), event (L,)
-    return log_weights(model, x, q, q.rsample((k,)))  # (k, B)
+    mu, logvar = encode_float32(model, x)  # (B, L), (B, L)
+    return log_weights(model, x, mu, logvar, reparameterise(mu, logvar, (k,)))  # (k, B)
 
 
 def iwae_bound(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -144,12 +247,12 @@ def estimate_log_likelihood(
         b = xb.shape[0]
         samples_per_chunk = max(align, min(k, max_elements // (b * width)) // align * align)
         bound_sums = {kb: torch.zeros(b, device=x.device) for kb in bound_ks}  # (b,) each
-        q = model.posterior(xb)  # batch (b,), event (L,)
+        mu, logvar = encode_float32(model, xb)  # (b, L), (b, L)
         acc = torch.full((b,), -math.inf, device=x.device, dtype=torch.float32)  # (b,)
         for start in range(0, k, samples_per_chunk):
             s = min(samples_per_chunk, k - start)
-            z = q.sample((s,))  # (s, b, L)
-            log_w = log_weights(model, xb, q, z).float()  # (s, b)
+            z = reparameterise(mu, logvar, (s,))  # (s, b, L)
+            log_w = log_weights(model, xb, mu, logvar, z).float()  # (s, b)
             acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))  # (b,)
             for kb in bound_ks:
                 groups = log_w.reshape(s // kb, kb, b)  # (s/kb, kb, b)
@@ -170,9 +273,8 @@ def estimate_log_likelihood(
 @torch.no_grad()
 def kl_per_latent_dim(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """Mean over examples of KL(q(z_j|x) || N(0, 1)) for each latent dim j: (L,)."""
-    q = model.posterior(x).base_dist  # Normal, batch (B, L)
-    standard = Normal(torch.zeros_like(q.loc), torch.ones_like(q.loc))
-    return kl_divergence(q, standard).mean(0)  # (L,)
+    mu, logvar = encode_float32(model, x)  # (B, L), (B, L)
+    return kl_to_standard_normal(mu[..., None], logvar[..., None]).mean(0)  # (L,)
 
 
 @torch.no_grad()
