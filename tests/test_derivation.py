@@ -22,7 +22,7 @@ def test_true_steps_are_counted_and_rendered():
     d.step(sp.log(x) + sp.log(y), because="log of a product")
     d.step(sp.log(y) + sp.log(x), because="commute")
     assert d.n_verified == 2
-    assert d.verdict() == "log of a product: 2 steps verified"
+    assert d.verdict() == "log of a product: 2 steps verified for all values of its symbols"
     tex = d.latex()
     assert tex.count(r"\text{") == 2 and r"\begin{aligned}" in tex
     assert d._repr_latex_().startswith("$$")
@@ -86,13 +86,14 @@ def test_nonneg_by_assumptions():
 
 def test_bound_requires_the_certified_gap():
     d = Derivation(x**2 + 1, title="bound")
-    d.bound(1, because="drop a square", gap=Nonneg.by_assumptions(x**2))
+    d.bound(1, gap=Nonneg.by_assumptions(x**2, "a square"))
     assert d.relation == ">=" and d.n_verified == 1
+    assert "a square" in d.latex()  # the certificate's reason is the displayed reason
     wrong = Derivation(x**2 + 2, title="bound")
     with pytest.raises(StepError, match="not the certified gap"):
-        wrong.bound(1, because="drop a square", gap=Nonneg.by_assumptions(x**2))
+        wrong.bound(1, gap=Nonneg.by_assumptions(x**2))
     with pytest.raises(TypeError):
-        wrong.bound(1, because="no certificate", gap=x**2)
+        wrong.bound(1, gap=x**2)
 
 
 def test_evidence_identity_on_both_families_and_a_broken_step():
@@ -118,14 +119,19 @@ def test_evidence_identity_on_both_families_and_a_broken_step():
 def test_recheck_reproduces_inequalities_per_family():
     d = Derivation(sp.log(N.px), title="lower bound", family=FiniteLatent(K=2))
     d.step(N.ELBO + N.KL_post, because="evidence identity")
-    d.bound(N.ELBO, because="KL >= 0", gap=lambda fam: fam.kl_q_posterior_nonneg())
+    d.bound(N.ELBO, gap=lambda fam: fam.kl_q_posterior_nonneg())
+    assert d.verdict().endswith("verified on the finite family (K=2) only")
     d2 = d.recheck(LinearGaussian())
     assert d2.n_verified == 2 and d2.relation == ">=" and "linear-Gaussian" in d2.verdict()
+    assert d.verdict() == (
+        "lower bound: 2 steps verified on 2 families: "
+        "the finite family (K=2) and the linear-Gaussian family"
+    )
     # the prior's KL is not the gap of this bound: refused
     bad = Derivation(sp.log(N.px), title="lower bound", family=FiniteLatent(K=2))
     bad.step(N.ELBO + N.KL_post, because="evidence identity")
     with pytest.raises(StepError):
-        bad.bound(N.ELBO, because="wrong certificate", gap=lambda fam: fam.kl_q_prior_nonneg())
+        bad.bound(N.ELBO, gap=lambda fam: fam.kl_q_prior_nonneg())
 
 
 def test_conclude_and_equation():

@@ -33,4 +33,3 @@ def plot_gap_surface(m_grid, v_grid, gap, m_star, v_star, title: str = ""):
         ax.legend(loc="upper right")
     plt.close(fig)
     return fig
-

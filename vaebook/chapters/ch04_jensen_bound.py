@@ -99,4 +99,3 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
         axes[1].legend(fontsize=8)
     plt.close(fig)
     return fig
-

@@ -12,8 +12,6 @@ the fitted parameters are the same on every run and every machine.
   ``q = N(m, s^2)`` (eq-fwdrev-reverse, eq-fwdrev-forward of chapter 7).
 - :func:`fit_reverse_kl`, :func:`fit_forward_kl` -- minimise them over ``(m, log s)``
   with L-BFGS in float64.
-- :func:`negative_elbo_bernoulli`, :func:`kl_diag_gaussian_to_standard_normal` -- the
-  VAE loss written out by hand, for the sign-convention check of the errata appendix.
 - :func:`plot_kl_fits` -- the figure of chapter 7.
 """
 
@@ -29,7 +27,6 @@ import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from ..plots import COLORS, figure, style
-from .ch06_reconstruction_regularisation import kl_diag_gaussian_to_standard_normal
 
 __all__ = [
     "GaussianMixture1D",
@@ -40,12 +37,8 @@ __all__ = [
     "forward_kl",
     "fit_reverse_kl",
     "fit_forward_kl",
-    "kl_diag_gaussian_to_standard_normal",
-    "negative_elbo_bernoulli",
     "plot_kl_fits",
 ]
-
-DTYPE = torch.float64
 
 # ----------------------------------------------------------------------------- target
 
@@ -67,7 +60,8 @@ class GaussianMixture1D:
 
     def distribution(self) -> MixtureSameFamily:
         """The mixture as a ``torch.distributions`` object (float64)."""
-        w, mu, sd = (torch.tensor(v, dtype=DTYPE) for v in (self.weights, self.means, self.stds))
+        params = (self.weights, self.means, self.stds)
+        w, mu, sd = (torch.tensor(v, dtype=torch.float64) for v in params)
         return MixtureSameFamily(Categorical(probs=w), Normal(mu, sd))
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -76,7 +70,7 @@ class GaussianMixture1D:
 
     def pdf(self, z) -> np.ndarray:
         """``p(z)`` on a NumPy array."""
-        z = torch.as_tensor(np.asarray(z, dtype=float), dtype=DTYPE)
+        z = torch.as_tensor(np.asarray(z, dtype=float), dtype=torch.float64)
         return self.log_prob(z).exp().numpy()
 
     def mean(self) -> float:
@@ -122,7 +116,7 @@ def standard_normal_nodes(
     quadrature, exact for polynomials, converges much more slowly here, because ``log p``
     of a mixture is not close to a polynomial.
     """
-    x = torch.linspace(-half_width, half_width, n, dtype=DTYPE)  # (n,)
+    x = torch.linspace(-half_width, half_width, n, dtype=torch.float64)  # (n,)
     h = 2 * half_width / (n - 1)
     a = h * torch.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)  # (n,)
     return x, a
@@ -152,7 +146,7 @@ def reverse_kl(
     ``log_density`` is ``log p + log c`` (an unnormalised target) the result is
     ``KL(q || p) - log c``: the same function of ``(m, s)`` shifted by a constant.
     """
-    m, s = torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(s, dtype=DTYPE)
+    m, s = torch.as_tensor(m, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
     return -_entropy_normal(s) - gaussian_expectation(log_density, m, s, n)
 
 
@@ -160,13 +154,16 @@ def forward_kl(m, s, target: GaussianMixture1D, n: int = 1001) -> torch.Tensor:
     """``KL(p || q) = E_p[log p(z) - log q(z)]`` for ``q = N(m, s^2)`` and a mixture ``p``
     (eq-fwdrev-forward). ``E_p`` is the weighted sum of quadrature expectations
     under each component."""
-    m, s = torch.as_tensor(m, dtype=DTYPE), torch.as_tensor(s, dtype=DTYPE)
+    m, s = torch.as_tensor(m, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
     q = Normal(m, s)
-    total = torch.zeros((), dtype=DTYPE)
+    total = torch.zeros((), dtype=torch.float64)
     for w, mu_k, sd_k in zip(target.weights, target.means, target.stds, strict=True):
         integrand = lambda z: target.log_prob(z) - q.log_prob(z)  # noqa: E731  (n,)
         total = total + w * gaussian_expectation(
-            integrand, torch.tensor(mu_k, dtype=DTYPE), torch.tensor(sd_k, dtype=DTYPE), n
+            integrand,
+            torch.tensor(mu_k, dtype=torch.float64),
+            torch.tensor(sd_k, dtype=torch.float64),
+            n,
         )
     return total
 
@@ -175,7 +172,7 @@ def _minimise(
     objective: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], m0: float, s0: float
 ):
     """L-BFGS over ``(m, log s)`` from ``(m0, s0)``; returns ``(m, s, value)`` as floats."""
-    params = torch.tensor([m0, math.log(s0)], dtype=DTYPE, requires_grad=True)  # (2,)
+    params = torch.tensor([m0, math.log(s0)], dtype=torch.float64, requires_grad=True)  # (2,)
     opt = torch.optim.LBFGS(
         [params],
         lr=1.0,
@@ -226,21 +223,6 @@ def fit_forward_kl(
     used), so the result can be checked against moment matching (eq-fwdrev-moments)."""
     m, s, value = _minimise(lambda m, s: forward_kl(m, s, target), *start)
     return GaussianFit(m, s, value, "forward")
-
-
-
-# ------------------------------------------------------------ the VAE loss, by hand
-
-
-def negative_elbo_bernoulli(
-    x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
-) -> torch.Tensor:
-    """The VAE training loss per example, as code usually writes it:
-    ``BCE-with-logits(logits, x) summed over pixels + KL(q || N(0, I))`` -- the
-    *negative* ELBO (eq-errata-loss). x, logits: (B, D); mu, logvar: (B, L) -> (B,)."""
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")  # (B,D)
-    bce = bce.sum(-1)  # (B,)
-    return bce + kl_diag_gaussian_to_standard_normal(mu, logvar)  # (B,)
 
 
 # ------------------------------------------------------------------------- figures

@@ -25,7 +25,7 @@ import torch
 from torch.distributions import Normal
 
 from ..plots import COLORS, figure, style
-from ..symbolic.families import gaussian_moment
+from ..symbolic.families import gaussian_expectation
 
 __all__ = [
     "torch_function",
@@ -40,8 +40,6 @@ __all__ = [
     "plot_variance_study",
 ]
 
-DTYPE = torch.float64
-
 
 def torch_function(expr: sp.Expr, z: sp.Symbol) -> Callable[[torch.Tensor], torch.Tensor]:
     """A polynomial ``expr`` in ``z`` as a function of a tensor (pure arithmetic, so
@@ -52,9 +50,10 @@ def torch_function(expr: sp.Expr, z: sp.Symbol) -> Callable[[torch.Tensor], torc
 
 
 def gaussian_polynomial_expectation(poly: sp.Expr, z: sp.Symbol, mu, sigma) -> sp.Expr:
-    """``E[poly(z)]`` for ``z ~ N(mu, sigma^2)``, exactly, from the Gaussian moments."""
-    p = sp.Poly(sp.expand(poly), z)
-    return sp.expand(sum(c * gaussian_moment(j, mu, sigma**2) for (j,), c in p.terms()))
+    """``E[poly(z)]`` for ``z ~ N(mu, sigma^2)``, exactly: the package's one Gaussian
+    expectation of a polynomial (:func:`vaebook.symbolic.families.gaussian_expectation`),
+    with the standard deviation ``sigma`` in place of the variance."""
+    return gaussian_expectation(poly, z, mu, sigma**2)
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,8 @@ def score_function_estimates(
     """Independent single-draw score-function estimates ``f(z) d/dmu log N(z; mu, sigma^2)``,
     tensor of ``shape``. The score is computed by autograd through ``log_prob``; ``z``
     is detached, exactly what ``Normal(mu, sigma).sample()`` returns."""
-    mu_t = torch.full(tuple(shape), float(mu), dtype=DTYPE, requires_grad=True)  # shape
-    eps = torch.randn(tuple(shape), generator=generator, dtype=DTYPE)  # shape
+    mu_t = torch.full(tuple(shape), float(mu), dtype=torch.float64, requires_grad=True)  # shape
+    eps = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)  # shape
     z = (mu_t + sigma * eps).detach()  # shape; a sample, no gradient
     log_q = Normal(mu_t, sigma).log_prob(z)  # shape
     (score,) = torch.autograd.grad(log_q.sum(), mu_t)  # shape; d/dmu log N(z_i; mu, sigma^2)
@@ -107,8 +106,8 @@ def pathwise_estimates(
 ) -> torch.Tensor:
     """Independent single-draw pathwise estimates ``d/dmu f(mu + sigma eps)``, tensor of
     ``shape``; autograd differentiates through the sample (``rsample``'s construction)."""
-    mu_t = torch.full(tuple(shape), float(mu), dtype=DTYPE, requires_grad=True)  # shape
-    eps = torch.randn(tuple(shape), generator=generator, dtype=DTYPE)  # shape
+    mu_t = torch.full(tuple(shape), float(mu), dtype=torch.float64, requires_grad=True)  # shape
+    eps = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)  # shape
     z = mu_t + sigma * eps  # shape; differentiable in mu
     (grad,) = torch.autograd.grad(f(z).sum(), mu_t)  # shape; f'(z_i)
     return grad

@@ -4,7 +4,8 @@ A :class:`Nonneg` is an expression proven to be ``>= 0``. It is produced only by
 checked rules below -- SymPy's assumption system (:meth:`Nonneg.by_assumptions`), the
 minimum of a strictly convex function (:func:`convex_minimum`, and its instance
 :func:`log_tangent_lemma`), sums, non-negative multiples and instantiation at a positive
-value -- and by the Jensen certificates built from them. An inequality step of a
+value -- and by the Jensen certificates built from them; it cannot be constructed,
+copied or altered by hand. An inequality step of a
 :class:`~vaebook.symbolic.derivation.Derivation` is accepted only when the difference of
 its two sides equals such a certificate.
 """
@@ -12,7 +13,6 @@ its two sides equals such a certificate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import sympy as sp
 
@@ -28,27 +28,81 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Nonneg:
-    """An expression proven to be non-negative, with the reason.
+_RULE = object()  # private: only the checked rules of this module may create a Nonneg
 
-    Construct through the checked constructors only: :meth:`by_assumptions`,
-    :func:`convex_minimum` (and its instance :func:`log_tangent_lemma`), and the
-    closure rules ``+`` (sum of non-negatives), ``scale`` (non-negative multiple) and
-    ``at`` (substituting a positive expression for a positive variable of a lemma).
+
+class Nonneg:
+    """An expression proven to be non-negative, with the reason (displayed as the reason
+    of the inequality step that uses it).
+
+    Cannot be constructed directly (``Nonneg(expr, "...")`` raises ``TypeError``),
+    copied, subclassed or modified: it is created only by the checked rules --
+    :meth:`by_assumptions`, :func:`convex_minimum` (and its instance
+    :func:`log_tangent_lemma`), and the closure rules ``+`` (sum of non-negatives),
+    :meth:`scale` (non-negative multiple) and :meth:`at` (substituting a positive
+    expression for the positive variable of a lemma).
     """
 
-    expr: sp.Expr
-    reason: str
-    variable: sp.Symbol | None = None  # free variable of a lemma, for :meth:`at`
+    __slots__ = ("_expr", "_reason", "_variable")
+
+    def __new__(cls, *args, _rule=None, **kwargs):
+        if _rule is not _RULE:
+            raise TypeError(
+                "a Nonneg certificate cannot be built by hand; use Nonneg.by_assumptions, "
+                "convex_minimum, log_tangent_lemma or the Jensen/KL certificates"
+            )
+        return super().__new__(cls)
+
+    def __init__(self, expr, reason: str, variable=None, *, _rule=None):
+        object.__setattr__(self, "_expr", sp.sympify(expr))
+        object.__setattr__(self, "_reason", str(reason))
+        object.__setattr__(self, "_variable", variable)
+
+    def __init_subclass__(cls, **kwargs):
+        raise TypeError("Nonneg cannot be subclassed")
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Nonneg certificate is immutable")
+
+    __delattr__ = __setattr__
+
+    def __reduce__(self):
+        raise TypeError("a Nonneg certificate cannot be copied or pickled")
+
+    @property
+    def expr(self) -> sp.Expr:
+        """The expression proven to be ``>= 0``."""
+        return self._expr
+
+    @property
+    def reason(self) -> str:
+        """Why it is non-negative (the displayed reason of a bound)."""
+        return self._reason
+
+    @property
+    def variable(self) -> sp.Symbol | None:
+        """The free variable of a lemma, for :meth:`at`."""
+        return self._variable
+
+    def __repr__(self) -> str:
+        return f"Nonneg({self.expr}, {self.reason!r})"
+
+    @classmethod
+    def _rule(cls, expr, reason: str, variable=None) -> Nonneg:
+        return cls(expr, reason, variable, _rule=_RULE)
+
+    def _named(self, reason: str) -> Nonneg:
+        """The same proven fact under a more descriptive reason (for this module's rules)."""
+        return Nonneg._rule(self.expr, reason, self.variable)
 
     @classmethod
     def by_assumptions(cls, expr, reason: str = "") -> Nonneg:
-        """Non-negative because SymPy's assumption system says so (squares, positives)."""
+        """Non-negative because SymPy's assumption system says so (squares, positives).
+        ``reason`` names the fact (``"a probability times a square"``)."""
         expr = sp.sympify(expr)
         if expr.is_nonnegative is not True:
             raise StepError(f"cannot certify {expr} >= 0 from the symbols' assumptions")
-        return cls(expr, reason or "non-negative by the assumptions on its symbols")
+        return cls._rule(expr, reason or "non-negative by the assumptions on its symbols")
 
     def at(self, value) -> Nonneg:
         """The lemma at ``variable = value``; ``value`` must be provably positive."""
@@ -57,26 +111,27 @@ class Nonneg:
         value = sp.sympify(value)
         if value.is_positive is not True:
             raise StepError(f"lemma needs {self.variable} > 0, cannot show {value} > 0")
-        return Nonneg(self.expr.xreplace({self.variable: value}), self.reason)
+        return Nonneg._rule(self.expr.xreplace({self.variable: value}), self.reason)
 
     def scale(self, factor) -> Nonneg:
         factor = sp.sympify(factor)
         if factor.is_nonnegative is not True:
             raise StepError(f"cannot scale a non-negative fact by {factor}: sign unknown")
-        return Nonneg(factor * self.expr, self.reason)
+        return Nonneg._rule(factor * self.expr, self.reason)
 
     def __add__(self, other: Nonneg) -> Nonneg:
         if not isinstance(other, Nonneg):
             return NotImplemented
         reasons = self.reason if self.reason == other.reason else f"{self.reason}; {other.reason}"
-        return Nonneg(self.expr + other.expr, reasons)
+        return Nonneg._rule(self.expr + other.expr, reasons)
 
     @staticmethod
-    def total(facts: Sequence[Nonneg]) -> Nonneg:
+    def total(facts: Sequence[Nonneg], reason: str | None = None) -> Nonneg:
+        """The sum of certified facts; ``reason`` (if given) describes the sum."""
         out = facts[0]
         for f in facts[1:]:
             out = out + f
-        return out
+        return out if reason is None else out._named(reason)
 
 
 def second_derivative_sign(f, x: sp.Symbol) -> int:
@@ -102,7 +157,8 @@ def convex_minimum(f, x: sp.Symbol, reason: str) -> Nonneg:
     if len(stationary) != 1:
         raise StepError(f"expected one stationary point of {f}, found {stationary}")
     x0 = stationary[0]
-    return Nonneg(sp.simplify(f - f.subs(x, x0)) if f.subs(x, x0) != 0 else f, reason, x)
+    expr = sp.simplify(f - f.subs(x, x0)) if f.subs(x, x0) != 0 else f
+    return Nonneg._rule(expr, f"{reason} (convex in {x}, minimum at {x} = {x0})", x)
 
 
 def log_tangent_lemma() -> Nonneg:
@@ -112,8 +168,7 @@ def log_tangent_lemma() -> Nonneg:
     only stationary point is ``t = 1``, where it is 0 (see :func:`convex_minimum`).
     """
     t = sp.Symbol("t", positive=True)
-    return convex_minimum(t - 1 - sp.log(t), t, reason="log t <= t - 1 (tangent line of log)")
-
+    return convex_minimum(t - 1 - sp.log(t), t, reason="h(t) = t - 1 - log t >= 0")
 
 
 # ------------------------------------------------------------------ Jensen certificates
@@ -129,7 +184,11 @@ def jensen_log_certificate(q, y) -> Nonneg:
     """
     m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=True)))
     h = log_tangent_lemma()
-    return Nonneg.total([h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=True)])
+    return Nonneg.total(
+        [h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=True)],
+        reason="Jensen's inequality for the concave log: the gap is sum_k q_k h(y_k / m), "
+        "m = sum_k q_k y_k, with h(t) = t - 1 - log t >= 0",
+    )
 
 
 def jensen_square_certificate(q, y) -> Nonneg:
@@ -141,6 +200,7 @@ def jensen_square_certificate(q, y) -> Nonneg:
         [
             Nonneg.by_assumptions(qk * (yk - m) ** 2, "a probability times a square")
             for qk, yk in zip(q, y, strict=True)
-        ]
+        ],
+        reason="Jensen's inequality for the convex y^2: the gap is the variance "
+        "sum_k q_k (y_k - m)^2 >= 0, m = sum_k q_k y_k",
     )
-

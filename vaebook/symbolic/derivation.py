@@ -10,10 +10,13 @@ step is accepted the engine **checks** it:
   as ``gap=`` and whose non-negativity was itself established by the engine.
 
 Expressions may be written in an abstract notation (``p(x)``, ``q(z)``, integrals over
-``z``) that reads like a textbook. A model family (see :mod:`vaebook.families`) then
-*interprets* that notation as concrete mathematics -- finite sums over latent states,
-or closed-form Gaussian integrals -- and the check runs on the interpretation. The
-displayed expression is the very object that was checked.
+``z``) that reads like a textbook. A model family (see :mod:`vaebook.symbolic.families`)
+then *interprets* that notation as concrete mathematics -- finite sums over latent
+states, or closed-form Gaussian integrals -- and the check runs on the interpretation.
+The family is the only interpretation there is (no caller-supplied function), its name
+is in every verdict, and a substitution a step relies on is proved in the family (unless
+it is one of the family's own constraints) and shown with the step. The displayed
+expression is the very object that was checked.
 
 A step that does not hold raises :class:`StepError` naming the step; nothing after it
 can be added. Before the symbolic proof, every equality step is also evaluated at
@@ -24,7 +27,7 @@ than as "could not simplify".
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -34,8 +37,6 @@ from .errors import StepError
 from .notation import LATEX_NAMES, explicit
 
 __all__ = ["StepError", "Step", "Derivation", "vanishes"]
-
-
 
 
 # --------------------------------------------------------------------------- checking
@@ -102,15 +103,7 @@ def vanishes(expr: sp.Expr, given: Mapping | None = None) -> bool:
     return False
 
 
-
-
-
-
-
-
 # ------------------------------------------------------------------------ derivations
-
-Interpretation = Callable[[sp.Expr], sp.Expr]
 
 RELATIONS = {"=": "=", ">=": r"\geq", "<=": r"\leq"}
 
@@ -118,11 +111,15 @@ RELATIONS = {"=": "=", ">=": r"\geq", "<=": r"\leq"}
 @dataclass
 class Step:
     expr: sp.Expr
-    because: str
+    because: str  # the reason as displayed (for a bound: the certificate's reason)
     relation: str = "="
-    given: Mapping = field(default_factory=dict)
+    given: Mapping = field(default_factory=dict)  # proven substitutions of this step only
     gap: object = None  # Nonneg, or callable(family) -> Nonneg, for inequality steps
-    certified: str = ""  # why the gap of an inequality step is non-negative
+    certified: str = ""  # the certificate's reason, for inequality steps
+
+
+def _listing(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 class Derivation:
@@ -135,16 +132,16 @@ class Derivation:
     title:
         What is being derived; used in :meth:`verdict` (``"evidence identity"``).
     family:
-        A model family (:mod:`vaebook.families`): supplies ``interpret``, ``given``
-        (its normalisation constraints) and ``where``.
-    interpret:
-        Maps an expression to the concrete mathematics it stands for (a family's
-        ``interpret``); identity by default.
+        The model family that gives the notation its meaning (an instance of
+        :class:`~vaebook.symbolic.families.Family`): its ``interpret``, its trusted
+        ``constraints`` (such as the normalisation of a finite family) and its name,
+        which every verdict states. Default: :class:`~vaebook.symbolic.families.Concrete`
+        (the expressions as written, for every value of their symbols). There is no
+        other way to interpret a step: ``interpret=`` and ``where=`` raise ``TypeError``.
     given:
-        Substitutions every step may rely on (applied after logarithms are expanded).
-    where:
-        Words describing the interpretation, used in the verdict
-        (``"on the finite family"``).
+        Substitutions every step may use, ``{a: b}``. Each is proved first (``a - b``
+        interpreted in the family vanishes) or the derivation is refused; each is
+        shown with every step.
     latex_names:
         ``{symbol: latex}`` used when rendering (``{px: "p(x)"}``).
 
@@ -154,7 +151,7 @@ class Derivation:
     >>> d = Derivation(sp.log(x**2), title="log of a square")
     >>> _ = d.step(2 * sp.log(x), because="log of a power")
     >>> d.verdict()
-    'log of a square: 1 step verified'
+    'log of a square: 1 step verified for all values of its symbols'
     """
 
     def __init__(
@@ -163,24 +160,74 @@ class Derivation:
         *,
         title: str,
         family=None,
-        interpret: Interpretation | None = None,
         given: Mapping | None = None,
-        where: str | None = None,
         latex_names: Mapping | None = None,
+        **unexpected,
     ):
+        from .families import Concrete, Family  # families import certificates, not us
+
+        if unexpected:
+            raise TypeError(
+                f"Derivation() got {', '.join(sorted(unexpected))}: the only interpretation "
+                "of a derivation is a model family, family=... (vaebook.symbolic.families)"
+            )
+        family = Concrete() if family is None else family
+        if not isinstance(family, Family):
+            raise TypeError(f"family must be a vaebook.symbolic.families.Family, not {family!r}")
         self.start = sp.sympify(start)
         self.title = title
-        if family is not None:
-            interpret = interpret or family.interpret
-            given = {**family.constraints(), **(given or {})}
-            where = f"on the {family.name}" if where is None else where
-        self.interpret = interpret or (lambda e: e)
-        self.given = dict(given or {})
-        self.where = where or ""
-        self.latex_names = {**LATEX_NAMES, **(latex_names or {})}
         self.family = family
+        self.families = [family]  # every family the chain was checked on (see recheck)
+        self.latex_names = {**LATEX_NAMES, **(latex_names or {})}
         self.steps: list[Step] = []
-        self._current_concrete = self.interpret(self.start)
+        self._given_as_passed = dict(given or {})
+        self._given = self._prove_given(given, "the derivation")
+        self._current_concrete = self._interpret(self.start, "the first expression")
+
+    # -- the family -----------------------------------------------------------------
+    @property
+    def given(self) -> dict:
+        """Every substitution the checks may use: the family's constraints and the
+        proven ``given`` of the derivation (concrete, as applied)."""
+        return {**self.family.constraints(), **self._concrete_given(self._given)}
+
+    def interpret(self, expr) -> sp.Expr:
+        """``expr`` in the family's meaning (what the checks compare)."""
+        return self.family.interpret(expr)
+
+    def _interpret(self, expr, what: str) -> sp.Expr:
+        try:
+            return self.family.interpret(expr)
+        except (ValueError, NotImplementedError) as err:
+            raise StepError(
+                f"{self.title}: {what} cannot be checked {self.family.where}: {err}"
+            ) from None
+
+    def _concrete_given(self, given: Mapping) -> dict:
+        return {self.family.interpret(a): self.family.interpret(b) for a, b in given.items()}
+
+    def _prove_given(self, given: Mapping | None, what: str) -> dict:
+        """The substitutions of ``given`` that are not the family's own constraints,
+        each proved in the family (interpreted, ``a - b`` vanishes); else StepError."""
+        trusted = self.family.constraints()
+        proven = {}
+        for a, b in dict(given or {}).items():
+            a, b = sp.sympify(a), sp.sympify(b)
+            if a in trusted and trusted[a] == b:
+                continue  # the family's own constraint
+            label = f"the substitution {a} = {b} given to {what}"
+            diff = self._interpret(a, label) - self._interpret(b, label)
+            diff = explicit(diff)
+            numeric = _numerically_zero(diff.xreplace(trusted) if trusted else diff)
+            if numeric is False or not vanishes(diff, trusted):
+                raise StepError(
+                    f"{self.title}: {label} is not proven {self.family.where} "
+                    f"(only the family's constraints are assumed): "
+                    f"{'it is false at random parameter values' if numeric is False else ''}"
+                    f"{'' if numeric is False else 'the difference does not simplify to 0'}"
+                )
+            proven[a] = b
+        return proven
 
     # -- building -------------------------------------------------------------------
     @property
@@ -188,66 +235,94 @@ class Derivation:
         return self.steps[-1].expr if self.steps else self.start
 
     def step(self, expr, because: str, *, given: Mapping | None = None) -> Derivation:
-        """Add ``= expr``. ``given`` is an explicit substitution the step relies on
-        (e.g. ``{Sum(q): 1}``); it is applied to both sides and shown with the reason."""
+        """Add ``= expr``. ``given`` is a substitution the step relies on (e.g.
+        ``{q_1 + q_2 + q_3: 1}``): proved first in the family, then applied to both
+        sides, and shown with the step's reason."""
         expr = sp.sympify(expr)
         n = len(self.steps) + 1
-        concrete = self.interpret(expr)
-        self._require_zero(self._current_concrete - concrete, n, because, given=given)
-        self.steps.append(Step(expr, because, "=", dict(given or {})))
+        where = f"step {n} ({because!r})"
+        step_given = self._prove_given(given, where)
+        concrete = self._interpret(expr, where)
+        self._require_zero(
+            self._current_concrete - concrete,
+            n,
+            because,
+            given=self._concrete_given({**self._given, **step_given}),
+        )
+        self.steps.append(Step(expr, because, "=", step_given))
         self._current_concrete = concrete
         return self
 
-    def recheck(self, family, **kwargs) -> Derivation:
-        """The same chain of steps, checked again from scratch on another ``family``."""
-        d = Derivation(
-            self.start, title=self.title, family=family, latex_names=self.latex_names, **kwargs
-        )
-        for s in self.steps:
-            if s.relation == "=":
-                d.step(s.expr, s.because, given=s.given or None)
-            else:
-                d.bound(s.expr, s.because, gap=s.gap, relation=s.relation)
-        return d
+    def recheck(self, *families) -> Derivation:
+        """Check the same chain of steps again, from scratch, on each of ``families``;
+        a step that fails raises :class:`StepError`. Returns this derivation, whose
+        verdict then names every family it was checked on."""
+        if not families:
+            raise TypeError("recheck() needs at least one family")
+        for family in families:
+            d = Derivation(
+                self.start,
+                title=self.title,
+                family=family,
+                given=self._given_as_passed or None,
+                latex_names=self.latex_names,
+            )
+            for s in self.steps:
+                if s.relation == "=":
+                    d.step(s.expr, s.because, given=s.given or None)
+                else:
+                    d.bound(s.expr, gap=s.gap, relation=s.relation)
+            if family.where not in {f.where for f in self.families}:
+                self.families.append(family)
+        return self
 
-    def bound(self, expr, because: str, *, gap, relation: str = ">=") -> Derivation:
+    def bound(self, expr, *, gap, relation: str = ">=", **unexpected) -> Derivation:
         """Add ``>= expr`` (or ``<= expr``): accepted only if the difference between the
-        larger and the smaller side equals the certified non-negative ``gap``.
+        larger and the smaller side equals the certified non-negative ``gap``, whose
+        reason is the displayed reason of the step (no free-text ``because=``).
 
         ``gap`` is a :class:`Nonneg`, or a callable taking the family and returning one
         (so the same derivation can be re-checked on another family, see :meth:`recheck`).
         """
+        if unexpected:
+            raise TypeError(
+                f"bound() got {', '.join(sorted(unexpected))}: the reason of an inequality "
+                "is its certificate's reason (gap=...), not free text"
+            )
         if relation not in (">=", "<="):
             raise ValueError(f"relation must be '>=' or '<=', got {relation!r}")
         certificate = gap(self.family) if callable(gap) else gap
-        if not isinstance(certificate, Nonneg):
+        if type(certificate) is not Nonneg:
             raise TypeError("gap must be a Nonneg certificate (or a callable returning one)")
         expr = sp.sympify(expr)
         n = len(self.steps) + 1
-        concrete = self.interpret(expr)
+        reason = certificate.reason
+        concrete = self._interpret(expr, f"step {n} ({reason!r})")
         larger_minus_smaller = (
             self._current_concrete - concrete
             if relation == ">="
             else concrete - self._current_concrete
         )
         self._require_zero(
-            larger_minus_smaller - self.interpret(certificate.expr),
+            larger_minus_smaller
+            - self._interpret(certificate.expr, f"the certificate of step {n}"),
             n,
-            because,
-            what=f"the difference is not the certified gap ({certificate.reason})",
+            reason,
+            what="the difference is not the certified gap",
+            given=self._concrete_given(self._given),
         )
-        self.steps.append(Step(expr, because, relation, gap=gap, certified=certificate.reason))
+        self.steps.append(Step(expr, reason, relation, gap=gap, certified=reason))
         self._current_concrete = concrete
         return self
 
     def _require_zero(self, diff, n, because, what="the two sides differ", given=None):
-        given = {**self.given, **(given or {})}
+        given = {**self.family.constraints(), **(given or {})}
         diff = explicit(diff)  # displayed N(y; mean, var) -> its formula
         numeric = _numerically_zero(diff.xreplace(given) if given else diff)
         if numeric is False:
             raise StepError(
                 f"{self.title}: step {n} ({because!r}) is false: {what} "
-                f"(checked at random parameter values)"
+                f"(checked at random parameter values {self.family.where})"
             )
         if not vanishes(diff, given):
             raise StepError(
@@ -259,7 +334,7 @@ class Derivation:
         """Check that the chain ended on ``expected`` (literally the same expression)."""
         expected = sp.sympify(expected)
         if sp.srepr(expected) != sp.srepr(self.current) and not vanishes(
-            self.interpret(expected) - self._current_concrete, self.given
+            self._interpret(expected, "the conclusion") - self._current_concrete, self.given
         ):
             raise StepError(f"{self.title}: the derivation ends on {self.current}, not {expected}")
         return self
@@ -277,13 +352,26 @@ class Derivation:
             return "mixed"
         return rels.pop() if rels else "="
 
+    def checked_where(self) -> str:
+        """Where the steps were checked: one family (``"on the finite family (K=3)
+        only"``) or all of them (``"on 2 families: the ... and the ..."``)."""
+        fams = self.families
+        if len(fams) == 1:
+            return fams[0].where + (" only" if fams[0].model else "")
+        if all(f.model for f in fams):
+            return f"on {len(fams)} families: " + _listing([f"the {f.name}" for f in fams])
+        return _listing([f.where for f in fams])
+
     def verdict(self) -> str:
         n = self.n_verified
-        where = f" {self.where}" if self.where else ""
-        return f"{self.title}: {n} step{'s' if n != 1 else ''} verified{where}"
+        return f"{self.title}: {n} step{'s' if n != 1 else ''} verified {self.checked_where()}"
 
     def _reason(self, s: Step) -> str:
-        return f"{s.because} (the gap is non-negative: {s.certified})" if s.certified else s.because
+        given = {**self._given, **s.given}
+        if not given:
+            return s.because
+        uses = "; ".join(f"{a} = {b}" for a, b in given.items())
+        return f"{s.because} [using {uses}]"
 
     def latex(self, reasons: bool = True) -> str:
         """An ``aligned`` block: one line per expression, with the reason on the right
@@ -299,13 +387,25 @@ class Derivation:
             lines.append(rf"{RELATIONS[s.relation]}\ & {lx(s.expr)} && {tag}")
         return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
 
+    def _definitions_markdown(self) -> str:
+        defs = self.family.definitions()
+        if not defs:
+            return ""
+        lx = lambda e: sp.latex(e, symbol_names=self.latex_names)  # noqa: E731
+        items = ", ".join(f"${lx(k)} = {lx(v)}$" for k, v in defs.items())
+        return f"where {items}.\n\n"
+
     def _repr_latex_(self) -> str:
         return "$$" + self.latex() + "$$"
 
     def _repr_markdown_(self) -> str:
-        """The chain with numbered steps, and the numbered reasons below it."""
+        """The chain with numbered steps, the numbered reasons below it, the definitions
+        it was checked with, and the verdict (which names the families)."""
         reasons = "\n".join(f"- [{i}] {self._reason(s)}" for i, s in enumerate(self.steps, 1))
-        return f"$$\n{self.latex(reasons=False)}\n$$\n\n{reasons}\n\n*{self.verdict()}.*\n"
+        return (
+            f"$$\n{self.latex(reasons=False)}\n$$\n\n{reasons}\n\n"
+            f"{self._definitions_markdown()}*{self.verdict()}.*\n"
+        )
 
     def __repr__(self) -> str:
         return self.verdict()

@@ -33,6 +33,7 @@ __all__ = [
     "expand_definitions",
     "Z_DEPENDENT",
     "Normal",
+    "normal_pdf",
     "explicit",
 ]
 
@@ -96,6 +97,12 @@ def latex(expr, **kwargs) -> str:
     return sp.latex(expr, symbol_names=LATEX_NAMES, **kwargs)
 
 
+def normal_pdf(y, mean, var) -> sp.Expr:
+    """Density of ``N(mean, var)`` at ``y``: the one formula of the Gaussian density
+    (:class:`Normal` displays it, :mod:`vaebook.symbolic.families` integrates it)."""
+    return sp.exp(-((y - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
+
+
 class Normal(sp.Function):
     """The Gaussian density ``N(y; mean, var)``, kept unevaluated so it *displays* as
     :math:`\\mathcal{N}(y; \\mu, \\sigma^2)`; :func:`explicit` (which the derivation
@@ -110,8 +117,7 @@ class Normal(sp.Function):
         return True
 
     def formula(self) -> sp.Expr:
-        y, mean, var = self.args
-        return sp.exp(-((y - mean) ** 2) / (2 * var)) / sp.sqrt(2 * sp.pi * var)
+        return normal_pdf(*self.args)
 
     def _latex(self, printer):
         y, mean, var = (printer._print(a) for a in self.args)
