@@ -21,36 +21,73 @@ from vaebook.vae.data import (
 )
 from vaebook.vae.ppca import ppca_log_likelihood, ppca_mle, ppca_mle_log_likelihood
 
-LOCAL_MNIST = Path(os.environ.get("VAEBOOK_MNIST_T10K", "/work/shared/data/mnist-t10k"))
+LOCAL_MNIST = Path(
+    os.environ.get(
+        "VAEBOOK_MNIST_T10K", Path(__file__).resolve().parents[2] / "shared/data/mnist-t10k"
+    )
+)
 
 
-def test_digits_range_split_and_seed():
+def test_digits_range_split_labels_and_a_test_set_independent_of_the_seed():
     a = load_dataset("digits", seed=0)
-    b = load_dataset("digits", seed=0)
     c = load_dataset("digits", seed=1)
     assert a.train.shape[1] == 64 and a.train.shape[0] + a.test.shape[0] == 1797
     assert a.test.shape[0] == round(0.2 * 1797)
     assert a.train.min() >= 0 and a.train.max() <= 1 and a.train.max() == 1
-    assert torch.equal(a.train, b.train) and not torch.equal(a.train, c.train)
-    # the split is a partition: every row of the full data set appears exactly once
+    # the split is a partition: every image of the data set appears exactly once
+    from sklearn.datasets import load_digits
+
+    full = torch.from_numpy(load_digits().data.astype(np.float32) / 16.0)
     rows = torch.cat([a.train, a.test])
-    assert (
-        torch.unique(rows, dim=0).shape[0]
-        == torch.unique(torch.cat([c.train, c.test]), dim=0).shape[0]
-    )
-    assert a.binarization == "none"
+    assert torch.equal(torch.unique(rows, dim=0), torch.unique(full, dim=0))
+    # labels travel with their images
+    target = torch.from_numpy(load_digits().target)
+    idx = [int((full == row).all(1).nonzero()[0]) for row in a.test[:20]]
+    assert torch.equal(a.test_labels[:20], target[idx])
+    # the training seed changes nothing a run is scored on
+    assert torch.equal(a.test, c.test) and torch.equal(a.train, c.train)
+    assert a.binarization == "none" and a.info["data_seed"] == c.info["data_seed"]
 
 
-def test_static_and_dynamic_binarisation():
-    s = load_dataset("digits", binarize="static", seed=0)
+def test_binarisation_test_set_fixed_training_set_by_seed():
+    s0 = load_dataset("digits", binarize="static", seed=0)
+    s1 = load_dataset("digits", binarize="static", seed=1)
     grey = load_dataset("digits", seed=0)
-    assert set(s.train.unique().tolist()) == {0.0, 1.0}
-    assert torch.equal(s.train, load_dataset("digits", binarize="static", seed=0).train)
+    assert set(s0.train.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(s0.train, load_dataset("digits", binarize="static", seed=0).train)
+    assert not torch.equal(s0.train, s1.train)  # the training draw follows the seed ...
+    assert torch.equal(s0.test, s1.test)  # ... the test draw does not
     # a Bernoulli draw with p = grey value: mean close to the grey mean
-    assert abs(s.train.mean().item() - grey.train.mean().item()) < 0.01
-    d = load_dataset("digits", binarize="dynamic", seed=0)
+    assert abs(s0.train.mean().item() - grey.train.mean().item()) < 0.01
+    d = load_dataset("digits", binarize="dynamic", seed=5)
     assert torch.equal(d.train, grey.train)  # the trainer redraws it each epoch
-    assert set(d.test.unique().tolist()) == {0.0, 1.0} and d.binarization == "dynamic"
+    assert torch.equal(d.test, s0.test) and d.binarization == "dynamic"
+    assert d.info["test_binarization_seed"] == s0.info["test_binarization_seed"]
+
+
+def test_user_array_file(tmp_path):
+    x = np.random.default_rng(0).uniform(size=(50, 3, 4))
+    np.save(tmp_path / "mine.npy", x)
+    split = load_dataset("file", tmp_path / "mine.npy")
+    assert split.data_dim == 12 and split.train.shape[0] + split.test.shape[0] == 50
+    np.savez(tmp_path / "mine.npz", images=x[:, 0])
+    assert load_dataset("file", tmp_path / "mine.npz").data_dim == 4
+    for bad, match in (
+        (x * 2, r"\[0, 1\]"),
+        (np.full((5, 2), np.nan), "finite"),
+        (np.zeros(5), "examples"),
+    ):
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(DatasetError, match=match):
+            load_dataset("file", tmp_path / "bad.npy")
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset("file", tmp_path / "junk.npy")
+    np.savez(tmp_path / "two.npz", a=x[:, 0], b=x[:, 1])
+    with pytest.raises(DatasetError, match="exactly one"):
+        load_dataset("file", tmp_path / "two.npz")
+    with pytest.raises(DatasetError, match="needs --data-dir"):
+        load_dataset("file")
 
 
 def test_bad_names_and_options():
@@ -74,19 +111,32 @@ def test_mnist_from_idx_files_and_clear_errors(tmp_path):
     rng = np.random.default_rng(0)
     train, test = rng.integers(0, 256, (30, 28, 28)), rng.integers(0, 256, (10, 28, 28))
     write_idx(tmp_path / "train-images-idx3-ubyte", train)
-    write_idx(tmp_path / "train-labels-idx1-ubyte", rng.integers(0, 10, 30))
-    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
-    with pytest.raises(DatasetError, match="missing MNIST files.*t10k-labels.*yann.lecun"):
+    with pytest.raises(DatasetError, match="missing MNIST files.*t10k-images.*yann.lecun"):
         load_mnist(tmp_path)
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 10))
-    x_train, x_test = load_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
+    x_train, x_test, y_train, y_test = load_mnist(tmp_path)  # labels are optional
     assert x_train.shape == (30, 784) and x_test.shape == (10, 784)
+    assert y_train is None and y_test is None
     torch.testing.assert_close(
         x_test[3], torch.tensor(test[3].reshape(-1) / 255.0, dtype=torch.float32)
     )
+    labels = rng.integers(0, 10, 10)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    assert load_mnist(tmp_path)[3].tolist() == labels.tolist()
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.full(10, 200))  # garbage labels
+    with pytest.raises(DatasetError, match="does not label"):
+        load_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels[:7])  # wrong count
+    with pytest.raises(DatasetError, match="does not label"):
+        load_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DatasetError, match="does not exist"):
         load_mnist(tmp_path / "nowhere")
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((0, 28, 28)))  # no images
+    with pytest.raises(DatasetError, match="N >= 1"):
+        load_mnist(tmp_path)
     # truncated file
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", test)
     raw = (tmp_path / "t10k-images-idx3-ubyte").read_bytes()
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(raw[:-5])
     with pytest.raises(DatasetError, match="truncated"):

@@ -111,7 +111,12 @@ def build_parser() -> OneLineParser:
         "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
     )
     t.add_argument("--dataset", choices=list(DATASETS), default=S)
-    t.add_argument("--data-dir", dest="data_dir", default=S, help="folder with the MNIST IDX files")
+    t.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=S,
+        help="MNIST: the folder of IDX files; file: the .npy/.npz array",
+    )
     t.add_argument("--binarize", choices=BINARIZATIONS, default=S)
     t.add_argument("--model", choices=MODELS, default=S)
     t.add_argument("--likelihood", choices=LIKELIHOODS, default=S)

@@ -17,6 +17,7 @@ DATASETS = {
     "digits": "scikit-learn's bundled 8x8 digits (1797 x 64), scaled to [0, 1]; works offline",
     "mnist": "MNIST 28x28 (60000 + 10000 x 784) from the four IDX files in --data-dir",
     "ppca": "synthetic data from a known linear-Gaussian model (exact log-likelihood available)",
+    "file": "your own examples: a .npy/.npz array (N, D) with values in [0, 1], at --data-dir",
 }
 BINARIZATIONS = ("none", "static", "dynamic")
 MODELS = ("mlp", "linear")
@@ -48,7 +49,7 @@ class TrainConfig:
     """Everything that determines a training run. Defaults train a small VAE on digits."""
 
     dataset: str = "digits"  # bundled with scikit-learn: works offline, trains in seconds
-    data_dir: str | None = None  # folder with the MNIST IDX files (dataset "mnist" only)
+    data_dir: str | None = None  # mnist: folder of IDX files; file: the .npy/.npz array
     binarize: str = "none"  # none | static | dynamic; see vaebook.data
     test_fraction: float = 0.2  # held-out share for digits/ppca (MNIST has its own split)
     model: str = "mlp"  # mlp | linear (linear needs likelihood "gaussian")

@@ -1,11 +1,15 @@
 """Data sets as tensors: ``digits`` (bundled), ``mnist`` (local IDX files), ``ppca`` (synthetic).
 
 Every loader returns a :class:`DataSplit` of float32 tensors (N, D), rows are
-examples. Binarisation is ``none``, ``static`` (Bernoulli draw with a fixed seed,
-once) or ``dynamic`` (the trainer redraws the training set every epoch on the
-device; the test set gets the fixed static draw so evaluations stay comparable).
-The train/test split of ``digits`` and ``ppca`` is a permutation fixed by the seed;
-MNIST keeps its standard 60000/10000 split. Nothing is downloaded.
+examples, with digit labels where the data set has them. Binarisation is ``none``,
+``static`` (one Bernoulli draw of the training set, seeded by the training seed) or
+``dynamic`` (the trainer redraws the training set every epoch on the device).
+
+What a run is *scored* on never depends on its training seed: the train/test split of
+``digits`` and ``ppca``, the ``ppca`` generator and the binarisation of the test set are
+all drawn from :data:`DATA_SEED`, so two runs with different seeds are evaluated on the
+same test rows. MNIST keeps its standard 60000/10000 split. ``file`` reads a user's
+``.npy``/``.npz`` array of examples in [0, 1]. Nothing is downloaded.
 
 The ``ppca`` data set's exact likelihood and maximum-likelihood fit are in
 :mod:`vaebook.vae.ppca`.
@@ -43,6 +47,9 @@ MNIST_URL_HINT = (
 )
 
 
+DATA_SEED = 0  # the split, the ppca generator and the test set's binarisation
+
+
 class DatasetError(ValueError):
     """Bad data set name, options, or missing/corrupt files (the CLI exits with status 2)."""
 
@@ -56,6 +63,8 @@ class DataSplit:
     test: torch.Tensor  # (N_test, D) float32
     binarization: str
     info: dict = field(default_factory=dict)
+    train_labels: torch.Tensor | None = None  # (N_train,) int64 digit labels, if known
+    test_labels: torch.Tensor | None = None  # (N_test,)
 
     @property
     def data_dim(self) -> int:
@@ -69,7 +78,12 @@ def load_dataset(
     seed: int = 0,
     test_fraction: float = 0.2,
 ) -> DataSplit:
-    """Load data set ``name`` (see :data:`DATASETS`) and binarise it as asked."""
+    """Load data set ``name`` (see :data:`DATASETS`) and binarise it as asked.
+
+    ``seed`` (the training seed) only draws a ``static`` binarisation of the training
+    set; everything the test set is made of comes from :data:`DATA_SEED`. For ``mnist``
+    ``data_dir`` is the folder of IDX files, for ``file`` the ``.npy``/``.npz`` file.
+    """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     if binarize not in BINARIZATIONS:
@@ -78,42 +92,77 @@ def load_dataset(
         )
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    info: dict = {"seed": seed}
+    info: dict = {"data_seed": DATA_SEED}
+    labels = None
     if name == "digits":
         from sklearn.datasets import load_digits
 
-        x = torch.from_numpy(load_digits().data.astype(np.float32) / 16.0)  # (1797, 64)
-        train, test = split_rows(x, test_fraction, seed)
+        digits = load_digits()
+        x = torch.from_numpy(digits.data.astype(np.float32) / 16.0)  # (1797, 64)
+        labels = torch.from_numpy(digits.target.astype(np.int64))  # (1797,)
+        (train, test), (train_labels, test_labels) = split_rows([x, labels], test_fraction)
         info["image_shape"] = [8, 8]
     elif name == "mnist":
         if data_dir is None:
             raise DatasetError(
-                "dataset 'mnist' needs --data-dir, a folder with the four IDX files from "
+                "dataset 'mnist' needs --data-dir, a folder with the MNIST IDX files from "
                 f"{MNIST_URL_HINT}"
             )
-        train, test = load_mnist(data_dir)
+        train, test, train_labels, test_labels = load_mnist(data_dir)
         info["image_shape"], info["data_dir"] = [28, 28], str(data_dir)
+    elif name == "file":
+        x = load_array(data_dir)
+        (train, test), (train_labels, test_labels) = split_rows([x], test_fraction), (None, None)
+        info["data_file"] = str(data_dir)
     else:
         if binarize != "none":
             raise DatasetError("ppca data are real-valued; use binarize='none'")
-        x, params = make_ppca(seed=seed)
-        train, test = split_rows(x, test_fraction, seed)
+        x, params = make_ppca(seed=DATA_SEED)
+        (train, test), (train_labels, test_labels) = split_rows([x], test_fraction), (None, None)
         info["true_params"] = {k: v.tolist() for k, v in params.items()}
     if binarize in ("static", "dynamic"):
-        gen = torch.Generator().manual_seed(seed + 1)
-        test = torch.bernoulli(test, generator=gen)
+        test = torch.bernoulli(test, generator=torch.Generator().manual_seed(DATA_SEED + 1))
+        info["test_binarization_seed"] = DATA_SEED + 1
         if binarize == "static":
-            train = torch.bernoulli(train, generator=gen)
-    return DataSplit(name, train.contiguous(), test.contiguous(), binarize, info)
+            train = torch.bernoulli(train, generator=torch.Generator().manual_seed(seed + 2))
+    return DataSplit(
+        name, train.contiguous(), test.contiguous(), binarize, info, train_labels, test_labels
+    )
 
 
-def split_rows(
-    x: torch.Tensor, test_fraction: float, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shuffle rows with a generator seeded by ``seed`` and cut off the test fraction."""
-    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))  # (N,)
-    n_test = max(1, int(round(test_fraction * x.shape[0])))
-    return x[perm[n_test:]], x[perm[:n_test]]
+def split_rows(columns: list[torch.Tensor], test_fraction: float):
+    """Shuffle the rows of each tensor in ``columns`` by one permutation drawn from
+    :data:`DATA_SEED` and cut off the test fraction: ``[(train, test) per column]``, or a
+    single ``(train, test)`` pair when one column is given."""
+    n = columns[0].shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(DATA_SEED))  # (N,)
+    n_test = max(1, int(round(test_fraction * n)))
+    parts = [(c[perm[n_test:]], c[perm[:n_test]]) for c in columns]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def load_array(path: str | Path | None) -> torch.Tensor:
+    """A user's examples from a ``.npy`` file, or the only array of an ``.npz`` file:
+    shape (N, D) (or (N, H, W), flattened), finite values in [0, 1], at least 2 rows."""
+    if path is None:
+        raise DatasetError("dataset 'file' needs --data-dir, the path of a .npy or .npz file")
+    path = Path(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise DatasetError(f"cannot read {path} as a .npy/.npz array: {e}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        if len(loaded.files) != 1:
+            raise DatasetError(f"{path} holds {len(loaded.files)} arrays; expected exactly one")
+        loaded = loaded[loaded.files[0]]
+    if loaded.ndim < 2 or loaded.shape[0] < 2 or not np.issubdtype(loaded.dtype, np.number):
+        raise DatasetError(
+            f"{path}: expected a numeric array of examples (N, D), got {loaded.shape}"
+        )
+    x = loaded.reshape(loaded.shape[0], -1).astype(np.float32)
+    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise DatasetError(f"{path}: values must be finite and in [0, 1]")
+    return torch.from_numpy(x)
 
 
 # -- MNIST -----------------------------------------------------------------------
@@ -151,30 +200,43 @@ def find_mnist_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def load_mnist(data_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """MNIST train and test images as float32 in [0, 1]: (60000, 784), (10000, 784)."""
+def load_mnist(data_dir: str | Path):
+    """MNIST train and test images as float32 in [0, 1], (N, 784) each, and their labels
+    (int64, or None where the label file is absent). The two image files are required;
+    label files are read only when present, and then checked."""
     folder = Path(data_dir)
     if not folder.is_dir():
         raise DatasetError(
-            f"MNIST folder {folder} does not exist; "
-            f"put the four IDX files from {MNIST_URL_HINT} there"
+            f"MNIST folder {folder} does not exist; put the IDX files from {MNIST_URL_HINT} there"
         )
     paths = {key: find_mnist_file(folder, stem) for key, stem in MNIST_FILES.items()}
-    missing = [MNIST_FILES[k] for k, p in paths.items() if p is None]
+    missing = [MNIST_FILES[k] for k in ("train_images", "test_images") if paths[k] is None]
     if missing:
         raise DatasetError(
             f"missing MNIST files in {folder}: {', '.join(missing)} (or .gz); "
             f"get them from {MNIST_URL_HINT}"
         )
-    images = []
-    for key in ("train_images", "test_images"):
-        arr = read_idx(paths[key])  # (N, 28, 28) uint8
-        if arr.ndim != 3 or arr.shape[1:] != (28, 28):
-            raise DatasetError(f"{paths[key]} has shape {arr.shape}, expected (N, 28, 28)")
-        images.append(
-            torch.from_numpy(arr.reshape(arr.shape[0], -1).astype(np.float32) / 255.0)
-        )  # (N, 784)
-    return images[0], images[1]
+    out = []
+    for split in ("train", "test"):
+        arr = read_idx(paths[f"{split}_images"])  # (N, 28, 28) uint8
+        if arr.ndim != 3 or arr.shape[1:] != (28, 28) or arr.shape[0] == 0:
+            raise DatasetError(
+                f"{paths[split + '_images']} has shape {arr.shape}, expected (N >= 1, 28, 28)"
+            )
+        images = torch.from_numpy(arr.reshape(arr.shape[0], -1).astype(np.float32) / 255.0)
+        labels = None
+        if paths[f"{split}_labels"] is not None:
+            raw = read_idx(paths[f"{split}_labels"])
+            if raw.shape != (arr.shape[0],) or raw.max(initial=0) > 9:
+                raise DatasetError(
+                    f"{paths[split + '_labels']} does not label {paths[split + '_images']}: "
+                    f"shape {raw.shape}, values up to {raw.max(initial=0)} (expected "
+                    f"({arr.shape[0]},), digits 0-9)"
+                )
+            labels = torch.from_numpy(raw.astype(np.int64))
+        out.append((images, labels))
+    (train, train_labels), (test, test_labels) = out
+    return train, test, train_labels, test_labels
 
 
 # -- probabilistic PCA -----------------------------------------------------------

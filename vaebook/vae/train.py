@@ -213,6 +213,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 "epoch": epoch,
                 "step": step,
                 "binarization": config.binarize,
+                "heldout_binarization_seed": data.info.get("test_binarization_seed"),
                 "train_loss": loss,
                 "train_elbo": recon - kl,
                 "train_reconstruction": recon,
