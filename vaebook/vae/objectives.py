@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bar: no widget warnings inside a notebook
 
 from .models import VAE
 

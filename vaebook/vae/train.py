@@ -305,7 +305,7 @@ def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int,
 
 
 def progress_bar(config: TrainConfig, steps_per_epoch: int, start_epoch: int):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(
         total=config.epochs * steps_per_epoch,
