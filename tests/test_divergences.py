@@ -1,5 +1,5 @@
-"""vaebook.divergences against independent oracles: scipy quadrature of the KL integrands,
-closed-form moments, torch.distributions, and SymPy's own integrator."""
+"""vaebook.chapters.ch07_forward_reverse_kl against independent oracles: scipy quadrature of the KL
+integrands, closed-form moments, torch.distributions, and SymPy's own integrator."""
 
 import math
 

@@ -1,5 +1,6 @@
-"""vaebook.evidence against independent oracles: closed-form linear-Gaussian evidence,
-scipy.integrate.quad, and the law of large numbers for the naive Monte Carlo estimator."""
+"""vaebook.chapters.ch01_latent_variable_models against independent oracles: closed-form linear-
+Gaussian evidence, scipy.integrate.quad, and the law of large numbers for the naive Monte Carlo
+estimator."""
 
 import math
 

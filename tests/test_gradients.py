@@ -1,6 +1,6 @@
-"""vaebook.gradients against independent oracles: SymPy's integrator for the exact
-moments, autograd estimators against the closed-form score and derivative, and
-Monte Carlo against the exact variances."""
+"""vaebook.chapters.ch08_reparameterisation against independent oracles: SymPy's integrator for the
+exact moments, autograd estimators against the closed-form score and derivative, and Monte Carlo
+against the exact variances."""
 
 import numpy as np
 import pytest

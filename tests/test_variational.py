@@ -1,5 +1,6 @@
-"""vaebook.variational against independent oracles (scipy, numerical integration and
-optimisation, torch.distributions, Monte Carlo, the SymPy linear-Gaussian family)."""
+"""Jensen certificates, chapters 4-6 (vaebook.chapters.ch04-ch06) against independent oracles
+(scipy, numerical integration and optimisation, torch.distributions, Monte Carlo, the SymPy
+linear-Gaussian family)."""
 
 import math
 
