@@ -11,6 +11,7 @@ the chapter derives.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,18 @@ def _lambdified(expr: sp.Expr, symbols: Sequence[sp.Symbol]):
     return sp.lambdify(list(symbols), expr, modules="numpy")
 
 
+def _keeps_global_rng(fn):
+    """Run ``fn`` under a forked torch RNG: the caller's global RNG is left as it was."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_keeps_global_rng
 def check_training_objective(
     kl_closed_form: sp.Expr,
     kl_symbols: tuple[sp.Symbol, sp.Symbol],
@@ -180,39 +193,6 @@ def check_training_objective(
     code (or a monkeypatch of it) is what gets checked. Returns an :class:`ObjectiveCheck`;
     raises ``AssertionError`` if any relative error exceeds its tolerance.
     """
-    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
-        return _check_training_objective(
-            kl_closed_form,
-            kl_symbols,
-            bernoulli_log_likelihood,
-            bernoulli_symbols,
-            gaussian_log_likelihood,
-            gaussian_symbols,
-            n_points,
-            latent_dim,
-            data_dim,
-            betas,
-            seed,
-            tol,
-            float32_tol,
-        )
-
-
-def _check_training_objective(
-    kl_closed_form,
-    kl_symbols,
-    bernoulli_log_likelihood,
-    bernoulli_symbols,
-    gaussian_log_likelihood,
-    gaussian_symbols,
-    n_points,
-    latent_dim,
-    data_dim,
-    betas,
-    seed,
-    tol,
-    float32_tol,
-) -> ObjectiveCheck:
     g = torch.Generator().manual_seed(seed)
     f64 = dict(generator=g, dtype=torch.float64)
     check = ObjectiveCheck()
