@@ -64,8 +64,8 @@ def test_attack_2_an_unproven_substitution_is_refused_and_a_proven_one_is_shown(
     # the family's own constraints are trusted; a true substitution is proved and shown
     d = Derivation(fam.interpret(N.integral(N.qz)), title="q sums to 1", family=fam)
     d.step(1, because="normalisation", given={q[0] + q[1] + q[2]: 1})
-    assert "using q_1 + q_2 + q_3 = 1" in d._repr_markdown_()
-    assert r"using q\_1 + q\_2 + q\_3 = 1" in d.latex()
+    assert "using $q_{1} + q_{2} + q_{3} = 1$" in d._repr_markdown_()
+    assert "using $q_{1} + q_{2} + q_{3} = 1$" in d.latex()
     ok = Derivation(q[-1], title="constraint", family=fam, given=fam.constraints())
     ok.step(1 - q[0] - q[1], because="normalisation of q")
     assert ok.n_verified == 1

@@ -10,8 +10,17 @@ from __future__ import annotations
 import sympy as sp
 
 from ..symbolic.notation import latex
+from ..symbolic.printing import WIDTH, latex_lines, tex_width
 
-__all__ = ["LatexMath", "glue_math"]
+__all__ = ["LatexMath", "glue_math", "typeset"]
+
+
+def _tex(obj) -> str:
+    if isinstance(obj, str):
+        return obj
+    if hasattr(obj, "latex") and callable(obj.latex):
+        return obj.latex()
+    return latex(sp.sympify(obj))
 
 
 class LatexMath:
@@ -33,7 +42,9 @@ def glue_math(name: str, expr, *, display: bool = False) -> LatexMath:
     from myst_nb import glue  # imported here: only chapters need it
 
     if hasattr(expr, "latex") and callable(expr.latex):
-        tex = expr.latex()
+        # a Derivation: its steps tagged [n]; the reasons (with equation references that
+        # must render as numbers) are in the Markdown under the derivation's own output
+        tex = expr.latex(reasons=False)
     elif isinstance(expr, sp.Basic):
         tex = latex(expr)
     else:
@@ -41,3 +52,28 @@ def glue_math(name: str, expr, *, display: bool = False) -> LatexMath:
     obj = LatexMath(tex)
     glue(name, obj, display=display)
     return obj
+
+
+def typeset(*rows, relation: str = "=") -> LatexMath:
+    r"""Results as display math instead of printed Python: each row is
+    ``(lhs, rhs)`` or ``(lhs, rhs, note)``, with ``lhs``/``rhs`` SymPy objects (printed
+    in the book's notation and order) or LaTeX strings and ``note`` a short text, which
+    may hold inline math ``$...$``. Rows are aligned on the relation; display the result
+    with ``display(...)`` or as a cell's last expression.
+
+    >>> typeset((r"h(t)", sp.Symbol("t") - 1), relation="=").tex
+    '\\begin{aligned}h(t) &= t - 1\\end{aligned}'
+    """
+    lines = []
+    for row in rows:
+        lhs, rhs, *note = row
+        rhs = rhs if isinstance(rhs, str) or not hasattr(rhs, "latex") else _tex(rhs)
+        lhs = _tex(lhs)
+        budget = WIDTH - tex_width(lhs) - 2 - (tex_width(note[0]) if note else 0)
+        parts = [rhs] if isinstance(rhs, str) else latex_lines(rhs, width=max(budget, 20))
+        line = f"{lhs} &{relation} {parts[0]}"
+        if note:
+            line += rf" && \text{{{note[0]}}}"
+        lines.append(line)
+        lines += [rf"& \quad {part}" for part in parts[1:]]
+    return LatexMath(r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}")

@@ -168,7 +168,7 @@ def log_tangent_lemma() -> Nonneg:
     only stationary point is ``t = 1``, where it is 0 (see :func:`convex_minimum`).
     """
     t = sp.Symbol("t", positive=True)
-    return convex_minimum(t - 1 - sp.log(t), t, reason="h(t) = t - 1 - log t >= 0")
+    return convex_minimum(t - 1 - sp.log(t), t, reason=r"$h(t) = t - 1 - \log t \geq 0$")
 
 
 # ------------------------------------------------------------------ Jensen certificates
@@ -186,8 +186,9 @@ def jensen_log_certificate(q, y) -> Nonneg:
     h = log_tangent_lemma()
     return Nonneg.total(
         [h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=True)],
-        reason="Jensen's inequality for the concave log: the gap is sum_k q_k h(y_k / m), "
-        "m = sum_k q_k y_k, with h(t) = t - 1 - log t >= 0",
+        reason=r"Jensen's inequality for the concave $\log$: the gap is "
+        r"$\sum_k q_k\, h(y_k / m) \geq 0$ with $m = \sum_k q_k y_k$ and "
+        r"$h(t) = t - 1 - \log t$",
     )
 
 
@@ -201,6 +202,6 @@ def jensen_square_certificate(q, y) -> Nonneg:
             Nonneg.by_assumptions(qk * (yk - m) ** 2, "a probability times a square")
             for qk, yk in zip(q, y, strict=True)
         ],
-        reason="Jensen's inequality for the convex y^2: the gap is the variance "
-        "sum_k q_k (y_k - m)^2 >= 0, m = sum_k q_k y_k",
+        reason=r"Jensen's inequality for the convex $y^2$: the gap is the variance "
+        r"$\sum_k q_k (y_k - m)^2 \geq 0$ with $m = \sum_k q_k y_k$",
     )

@@ -27,6 +27,7 @@ than as "could not simplify".
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ import sympy as sp
 from .certificates import Nonneg
 from .errors import StepError
 from .notation import LATEX_NAMES, explicit
+from .printing import WIDTH, book_latex, latex_lines
 
 __all__ = ["StepError", "Step", "Derivation", "vanishes"]
 
@@ -366,41 +368,66 @@ class Derivation:
         n = self.n_verified
         return f"{self.title}: {n} step{'s' if n != 1 else ''} verified {self.checked_where()}"
 
+    def _tex(self, expr) -> str:
+        return book_latex(expr, symbol_names=self.latex_names)
+
     def _reason(self, s: Step) -> str:
+        """The reason of a step as MyST Markdown: its text (which may hold inline math
+        ``$...$`` and equation references ``{eq}`label```), then the substitutions it
+        uses, typeset."""
         given = {**self._given, **s.given}
         if not given:
             return s.because
-        uses = "; ".join(f"{a} = {b}" for a, b in given.items())
-        return f"{s.because} [using {uses}]"
+        uses = ", ".join(f"${self._tex(sp.Eq(a, b, evaluate=False))}$" for a, b in given.items())
+        return f"{s.because} (using {uses})"
+
+    @staticmethod
+    def _reason_text(reason: str) -> str:
+        r"""A MyST reason as the argument of ``\text{}``: inline math kept, text escaped,
+        ``{eq}`label``` written as ``(label)`` (no equation numbers inside math)."""
+        reason = re.sub(r"\{eq\}`([^`]*)`", r"(\1)", reason)
+        parts = reason.split("$")
+        for i in range(0, len(parts), 2):  # outside the inline math
+            parts[i] = re.sub(r"([_&%#])", r"\\\1", parts[i])
+        return "$".join(parts)
+
+    def _expression_rows(self, rel: str, expr, tag: str) -> list[str]:
+        """Rows of an ``aligned`` block for one expression: a sum too wide for the
+        column continues on further rows, indented."""
+        budget = WIDTH - (2 if rel else 0) - (3 if tag else 0)
+        lines = latex_lines(expr, symbol_names=self.latex_names, width=budget)
+        first = f"{rel}\\ & {lines[0]}" if rel else f"& {lines[0]}"
+        rows = [first + (f" && {tag}" if tag else "")]
+        rows += [rf"& \quad {line}" for line in lines[1:]]
+        return rows
 
     def latex(self, reasons: bool = True) -> str:
-        """An ``aligned`` block: one line per expression, with the reason on the right
-        (or, with ``reasons=False``, the step number, for :meth:`_repr_markdown_`)."""
-        lx = lambda e: sp.latex(e, symbol_names=self.latex_names)  # noqa: E731
-        lines = [f"& {lx(self.start)}"]
+        """An ``aligned`` block: one row per expression (more for a long sum), with the
+        reason on the right (or, with ``reasons=False``, the step number, for
+        :meth:`_repr_markdown_`, which puts the reasons under the block)."""
+        rows = self._expression_rows("", self.start, "")
         for i, s in enumerate(self.steps, 1):
             if reasons:
-                reason = self._reason(s).replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
-                tag = rf"\text{{{reason}}}"
+                tag = rf"\text{{{self._reason_text(self._reason(s))}}}"
             else:
                 tag = rf"\text{{[{i}]}}"  # brackets: not to be confused with equation numbers
-            lines.append(rf"{RELATIONS[s.relation]}\ & {lx(s.expr)} && {tag}")
-        return r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
+            rows += self._expression_rows(RELATIONS[s.relation], s.expr, tag)
+        return r"\begin{aligned}" + " \\\\\n".join(rows) + r"\end{aligned}"
 
     def _definitions_markdown(self) -> str:
         defs = self.family.definitions()
         if not defs:
             return ""
-        lx = lambda e: sp.latex(e, symbol_names=self.latex_names)  # noqa: E731
-        items = ", ".join(f"${lx(k)} = {lx(v)}$" for k, v in defs.items())
+        items = ", ".join(f"${self._tex(k)} = {self._tex(v)}$" for k, v in defs.items())
         return f"where {items}.\n\n"
 
     def _repr_latex_(self) -> str:
         return "$$" + self.latex() + "$$"
 
     def _repr_markdown_(self) -> str:
-        """The chain with numbered steps, the numbered reasons below it, the definitions
-        it was checked with, and the verdict (which names the families)."""
+        """The chain with numbered steps; under it, each step's reason (typeset, with
+        equation references that render as numbers), the definitions it was checked
+        with, and the verdict (which names the families)."""
         reasons = "\n".join(f"- [{i}] {self._reason(s)}" for i, s in enumerate(self.steps, 1))
         return (
             f"$$\n{self.latex(reasons=False)}\n$$\n\n{reasons}\n\n"

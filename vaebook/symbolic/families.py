@@ -293,7 +293,8 @@ class FiniteLatent(Family):
         h = log_tangent_lemma()
         return Nonneg.total(
             [h.at(rk / qk).scale(qk) for qk, rk in zip(q, r, strict=True)],
-            reason="Gibbs' inequality: KL is sum_k q_k h(r_k / q_k) with h(t) = t - 1 - log t >= 0",
+            reason=r"Gibbs' inequality: $\mathrm{KL}$ is $\sum_k q_k\, h(r_k / q_k)$ with "
+            r"$h(t) = t - 1 - \log t \geq 0$",
         )
 
     def kl_q_posterior_nonneg(self) -> Nonneg:
@@ -375,8 +376,9 @@ class LinearGaussian(Family):
             (m1 - m2) ** 2 / (2 * v2), "a square over a positive variance"
         )
         return total._named(
-            "Gibbs' inequality: the Gaussian KL is h(v_1 / v_2) / 2 + (m_1 - m_2)^2 / (2 v_2) "
-            "with h(t) = t - 1 - log t >= 0"
+            r"Gibbs' inequality: the Gaussian KL is "
+            r"$\frac{1}{2} h(v_1 / v_2) + \frac{(m_1 - m_2)^2}{2 v_2}$ "
+            r"with $h(t) = t - 1 - \log t \geq 0$"
         )
 
     def kl_q_posterior_nonneg(self) -> Nonneg:
@@ -402,9 +404,10 @@ def jensen_gap_certificate(family) -> Nonneg:
         return jensen_log_certificate(family.q, y)
     if isinstance(family, LinearGaussian):
         return family.kl_q_posterior_nonneg()._named(
-            "Jensen's inequality for the concave log: on this family the gap is "
-            "KL(q || p(z|x)) = h(v / v_post) / 2 + (m - m_post)^2 / (2 v_post), "
-            "h(t) = t - 1 - log t >= 0"
+            r"Jensen's inequality for the concave $\log$: on this family the gap is "
+            r"$\mathrm{KL}(q \,\|\, p(z \mid x)) = \frac{1}{2} h(v / v_{\mathrm{post}}) "
+            r"+ \frac{(m - m_{\mathrm{post}})^2}{2 v_{\mathrm{post}}}$ "
+            r"with $h(t) = t - 1 - \log t \geq 0$"
         )
     raise TypeError(f"no Jensen certificate for {family!r}")
 

@@ -93,8 +93,12 @@ def expand_definitions(expr) -> sp.Expr:
 
 
 def latex(expr, **kwargs) -> str:
-    """LaTeX of an expression in the book's notation."""
-    return sp.latex(expr, symbol_names=LATEX_NAMES, **kwargs)
+    """LaTeX of an expression in the book's notation, printed in the book's order
+    (:class:`~vaebook.symbolic.printing.BookLatexPrinter`: ``\\log p(x)``, ``z - m``)."""
+    from .printing import book_latex  # printing imports this module
+
+    names = {**LATEX_NAMES, **kwargs.pop("symbol_names", {})}
+    return book_latex(expr, symbol_names=names, **kwargs)
 
 
 def normal_pdf(y, mean, var) -> sp.Expr:
