@@ -12,7 +12,12 @@ from contextlib import contextmanager
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["STYLE", "COLORS", "figure", "style"]
+__all__ = ["STYLE", "COLORS", "COLUMN_WIDTH", "figure", "style"]
+
+#: width (inches, at ``figure.dpi``) of the book's content column: 6.8 in at 100 dpi is
+#: 680 px, what the HTML column shows at 1:1 on a 1280 px wide screen. A figure is never
+#: wider, so its text is shown at the size set here and not scaled down to fit.
+COLUMN_WIDTH = 6.8
 
 #: colours used across the book (colour-blind safe, Okabe-Ito)
 COLORS = {
@@ -29,9 +34,12 @@ COLORS = {
 STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 100,
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -50,7 +58,13 @@ def style():
 
 
 def figure(ncols: int = 1, nrows: int = 1, width: float = 4.5, height: float = 3.4, **kwargs):
-    """A new ``(fig, axes)`` in the book's style; ``axes`` is a flat array if more than one."""
+    """A new ``(fig, axes)`` in the book's style; ``axes`` is a flat array if more than one.
+
+    ``width`` and ``height`` are per panel; a row of panels wider than :data:`COLUMN_WIDTH`
+    is scaled down, keeping each panel's aspect ratio, so that it fits the column."""
+    if width * ncols > COLUMN_WIDTH:
+        scale = COLUMN_WIDTH / (width * ncols)
+        width, height = width * scale, height * scale
     with style():
         fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kwargs)
     if nrows * ncols > 1:

@@ -288,7 +288,7 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
         ax1.set_xlabel("decoder evaluations")
         ax1.set_ylabel(r"relative error of $p(x)$")
         ax1.set_title("grid quadrature: error vs cost")
-        ax1.legend(fontsize=9)
+        ax1.legend()
     _close(fig)
     return fig
 
@@ -318,7 +318,7 @@ def plot_monte_carlo_spread(
         ax0.set_xlabel(r"estimate / exact $p(x)$")
         ax0.set_ylabel("count")
         ax0.set_title(f"naive Monte Carlo, $S = {n_samples_hist}$")
-        ax0.legend(fontsize=9)
+        ax0.legend()
         S = np.asarray(sample_sizes, dtype=float)
         for color, d in zip(palette, rms_errors, strict=False):
             ax1.loglog(S, rms_errors[d], "o", color=color, label=f"$d = {d}$")
@@ -326,7 +326,7 @@ def plot_monte_carlo_spread(
         ax1.set_xlabel("samples $S$")
         ax1.set_ylabel("relative error (RMS)")
         ax1.set_title(r"error vs samples; dashed: $\sqrt{\rho / S}$")
-        ax1.legend(fontsize=9)
+        ax1.legend()
     _close(fig)
     return fig
 

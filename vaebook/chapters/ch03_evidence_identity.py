@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..plots import figure, style
 
@@ -15,8 +16,16 @@ def plot_gap_surface(m_grid, v_grid, gap, m_star, v_star, title: str = ""):
     true posterior marked. ``gap`` has shape ``(len(v_grid), len(m_grid))``."""
     fig, ax = figure(width=5.2, height=4.0)
     with style():
-        levels = np.quantile(gap, np.linspace(0.0, 0.95, 12))
-        cs = ax.contourf(m_grid, v_grid, gap, levels=np.unique(levels), cmap="viridis")
+        # Evenly spaced levels at round numbers from 0 up to the 95th percentile, so the
+        # colour bar has regular ticks; the few larger gaps (the grid's far corners) take
+        # the top colour (extend="max") instead of being left unfilled.
+        top = float(np.quantile(gap, 0.95))
+        levels = MaxNLocator(nbins=10, min_n_ticks=6).tick_values(0.0, top)
+        levels = levels[levels <= top + 1e-12]
+        # The gap is a KL divergence, >= 0; clipping removes rounding noise below the first
+        # level, which would otherwise leave the minimum itself unfilled.
+        shown = np.maximum(np.asarray(gap, dtype=float), 0.0)
+        cs = ax.contourf(m_grid, v_grid, shown, levels=levels, cmap="viridis", extend="max")
         fig.colorbar(cs, ax=ax, label=r"gap $\log p(x) - \mathrm{ELBO}$ (nats)")
         ax.plot(
             [m_star],
@@ -30,6 +39,6 @@ def plot_gap_surface(m_grid, v_grid, gap, m_star, v_star, title: str = ""):
         ax.set_xlabel("variational mean $m$")
         ax.set_ylabel("variational variance $v$")
         ax.set_title(title)
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper right", frameon=True, framealpha=0.85)
     plt.close(fig)
     return fig

@@ -71,7 +71,7 @@ def plot_jensen_chords(q, y):
             kind = "concave" if name == r"\log" else "convex"
             where = "above" if kind == "concave" else "below"
             ax.set_title(rf"{kind}: $f(\mathbb{{E}}Y)$ {where} $\mathbb{{E}}f(Y)$")
-            ax.legend(loc="upper left", fontsize=8)
+            ax.legend(loc="upper left")
     plt.close(fig)
     return fig
 
@@ -89,13 +89,13 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
         axes[0].set_xlabel("latent $z$")
         axes[0].set_ylabel(ratio_label or r"$p(x, z) / q(z)$ (log scale)")
         axes[0].set_title("the ratio inside Jensen's inequality")
-        axes[0].legend(fontsize=8)
+        axes[0].legend()
         axes[1].plot(t_grid, gap, color=COLORS["gap"], label=r"gap $\log p(x) - \mathcal{L}(q_t)$")
         axes[1].axhline(0, color="grey", lw=1)
         axes[1].axvline(1, color=COLORS["true"], ls=":", label="$q_1$ = true posterior")
         axes[1].set_xlabel("path parameter $t$")
         axes[1].set_ylabel("gap (nats)")
         axes[1].set_title("Jensen gap along a path of $q$")
-        axes[1].legend(fontsize=8)
+        axes[1].legend()
     plt.close(fig)
     return fig

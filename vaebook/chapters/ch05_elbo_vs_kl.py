@@ -171,7 +171,7 @@ def plot_ceiling_floor(
             ax.axvline(mark, color="grey", ls=":", lw=1)
             ax.set_xlabel(xl)
             ax.set_ylabel("nats")
-            ax.legend(fontsize=8, loc="lower center")
+            ax.legend(loc="lower center")
         if w_next is not None:
             axes[0].axvline(w_next, color=COLORS["bound"], ls="--", lw=1)
             axes[0].annotate("$w_1$", (w_next + 0.04, 0.45), xycoords=("data", "axes fraction"))
@@ -202,6 +202,6 @@ def plot_em_history(hist: EMHistory, mle_log_evidence: float | None = None, firs
         ax.set_xlabel("EM iteration (integer: after E-step, half: after M-step)")
         ax.set_ylabel("nats per example")
         ax.set_title("variational EM: the E-step closes the gap, the M-step raises both")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(loc="lower right")
     plt.close(fig)
     return fig

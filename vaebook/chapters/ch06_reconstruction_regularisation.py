@@ -333,7 +333,7 @@ def plot_beta_optimum(betas, m_opt, v_opt, recon, kl, m_post, v_post):
         axes[0].set_xlabel(r"$\beta$")
         axes[0].set_ylabel("optimal parameter of $q$")
         axes[0].set_title("the optimal $q$ moves towards the prior")
-        axes[0].legend(fontsize=8)
+        axes[0].legend()
         axes[1].plot(betas, recon, color=COLORS["q"], label=r"$\mathbb{E}_q[\log p(x|z)]$")
         axes[1].plot(betas, kl, color=COLORS["reverse"], label=r"$\mathrm{KL}(q \| p(z))$")
         axes[1].axvline(1, color="grey", ls=":", lw=1)
@@ -341,7 +341,7 @@ def plot_beta_optimum(betas, m_opt, v_opt, recon, kl, m_post, v_post):
         axes[1].set_xlabel(r"$\beta$")
         axes[1].set_ylabel("nats")
         axes[1].set_title("reconstruction versus regularisation")
-        axes[1].legend(fontsize=8)
+        axes[1].legend()
     plt.close(fig)
     return fig
 
@@ -370,6 +370,6 @@ def plot_gaussian_nll_variance(var_grid, full, no_log_var, var_opt):
         ax.set_xlabel(r"decoder variance $\sigma^2$")
         ax.set_ylabel("negative log-likelihood (nats)")
         ax.set_title("a learned variance needs the log term")
-        ax.legend(fontsize=8)
+        ax.legend()
     plt.close(fig)
     return fig

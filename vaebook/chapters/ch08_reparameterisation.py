@@ -176,6 +176,6 @@ def plot_variance_study(
         ax1.set_title(rf"$\mu = {mu:g}$, $\sigma = {sigma_fixed:g}$")
         ax2.set_xlabel(r"$\sigma$")
         ax2.set_title(rf"one sample, $\mu = {mu:g}$")
-        ax1.legend(fontsize=8, loc="lower left")
+        ax1.legend(loc="lower left")
     plt.close(fig)
     return fig
