@@ -186,7 +186,13 @@ def load_config(run_dir: Path) -> TrainConfig:
 def model_for(config: TrainConfig, data_dim: int) -> VAE:
     hidden, latent = config.resolved_sizes(data_dim)
     return build_model(
-        config.model, data_dim, hidden, latent, config.likelihood, config.decoder_std
+        config.model,
+        data_dim,
+        hidden,
+        latent,
+        config.likelihood,
+        config.decoder_std,
+        config.activation,
     )
 
 

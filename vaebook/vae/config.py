@@ -11,7 +11,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-__all__ = ["DATASETS", "BINARIZATIONS", "MODELS", "LIKELIHOODS", "ConfigError", "TrainConfig"]
+__all__ = [
+    "DATASETS",
+    "BINARIZATIONS",
+    "MODELS",
+    "LIKELIHOODS",
+    "ACTIVATIONS",
+    "ConfigError",
+    "TrainConfig",
+]
 
 DATASETS = {
     "digits": "scikit-learn's bundled 8x8 digits (1797 x 64), scaled to [0, 1]; works offline",
@@ -22,6 +30,7 @@ DATASETS = {
 BINARIZATIONS = ("none", "static", "dynamic")
 MODELS = ("mlp", "linear")
 LIKELIHOODS = ("bernoulli", "gaussian")
+ACTIVATIONS = ("relu", "tanh")
 
 
 def _is_int(value) -> bool:
@@ -57,10 +66,14 @@ class TrainConfig:
     hidden_dims: list[int] | None = None  # None: [128] for 64-dim data, [400] otherwise
     latent_dim: int | None = None  # None: 8 for 64-dim data, 2 for ppca, 20 otherwise
     decoder_std: float | None = None  # gaussian only; None learns one shared std
+    activation: str = "relu"  # relu | tanh between the MLP's layers
     epochs: int = 20  # total epochs; resuming continues up to this number
     batch_size: int = 128  # as in the classic PyTorch VAE example
     lr: float = 1e-3  # Adam step size, as in the classic example
+    lr_decay: float = 1.0  # the step size of epoch e is lr * lr_decay ** (e - 1)
     beta: float = 1.0  # KL weight in the loss (reported ELBO always uses 1)
+    kl_warmup_epochs: int = 0  # beta rises linearly from 0 to beta over these epochs
+    train_k: int = 1  # 1: the ELBO; k > 1: the IWAE bound with k samples (beta must be 1)
     analytic_kl: bool = True  # closed-form KL (lower variance) instead of Monte Carlo
     seed: int = 0  # seeds the split, the static binarisation, weights and sampling
     device: str = "auto"  # auto = cuda, then mps, then cpu; or a torch device string
@@ -89,14 +102,26 @@ class TrainConfig:
         """Raise ConfigError for a value of the wrong type or out of range; checked once,
         here, before any data is loaded (the command line, config files and resumed runs
         all pass through it)."""
-        for name in ("epochs", "batch_size", "checkpoint_every", "progress_every", "eval_k"):
+        positive = (
+            "epochs",
+            "batch_size",
+            "checkpoint_every",
+            "progress_every",
+            "eval_k",
+            "train_k",
+        )
+        for name in positive:
             _require(name, getattr(self, name), _is_int, "a positive integer", lambda v: v > 0)
         _require("seed", self.seed, _is_int, "an integer")
+        _require(
+            "kl_warmup_epochs", self.kl_warmup_epochs, _is_int, "an integer >= 0", lambda v: v >= 0
+        )
         for name in ("num_threads", "latent_dim"):
             value = getattr(self, name)
             if value is not None:
                 _require(name, value, _is_int, "a positive integer", lambda v: v > 0)
         _require("lr", self.lr, _is_number, "a positive number", lambda v: 0 < v < math.inf)
+        _require("lr_decay", self.lr_decay, _is_number, "a number in (0, 1]", lambda v: 0 < v <= 1)
         _require("beta", self.beta, _is_number, "a non-negative number", lambda v: 0 <= v < 1e9)
         _require(
             "test_fraction",
@@ -127,6 +152,7 @@ class TrainConfig:
             "binarize": BINARIZATIONS,
             "model": MODELS,
             "likelihood": LIKELIHOODS,
+            "activation": ACTIVATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -135,6 +161,8 @@ class TrainConfig:
                 )
         if self.model == "linear" and self.likelihood != "gaussian":
             raise ConfigError("the linear VAE needs likelihood 'gaussian'")
+        if self.train_k > 1 and (self.beta != 1 or self.kl_warmup_epochs):
+            raise ConfigError("train_k > 1 trains the IWAE bound, which has no beta: keep beta 1")
         for name in ("device", "out_dir"):
             _require(name, getattr(self, name), lambda v: isinstance(v, str) and v, "a string")
         if self.data_dir is not None:

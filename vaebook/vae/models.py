@@ -29,14 +29,17 @@ from torch.distributions import Bernoulli, Independent, MultivariateNormal, Norm
 from .config import LIKELIHOODS
 from .ppca import ppca_marginal
 
+ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-def mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers of the given sizes with ReLU between them (none after the last)."""
+
+def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` (relu or tanh) between them
+    (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATION_MODULES[activation]())
     return nn.Sequential(*layers)
 
 
@@ -50,6 +53,7 @@ class VAE(nn.Module):
         likelihood: ``"bernoulli"`` (decoder outputs logits) or ``"gaussian"``.
         decoder_std: Gaussian decoder only. ``None`` learns one shared standard
             deviation (initialised to 1); a float fixes it.
+        activation: ``"relu"`` (default) or ``"tanh"`` between the layers.
     """
 
     def __init__(
@@ -59,13 +63,14 @@ class VAE(nn.Module):
         latent_dim: int = 20,
         likelihood: str = "bernoulli",
         decoder_std: float | None = None,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"unknown likelihood {likelihood!r}; choose from {LIKELIHOODS}")
         self.data_dim, self.latent_dim, self.likelihood_name = data_dim, latent_dim, likelihood
-        self.encoder = mlp([data_dim, *hidden_dims, 2 * latent_dim])  # -> (mu, logvar)
-        self.decoder = mlp([latent_dim, *reversed(hidden_dims), data_dim])  # -> logits or mean
+        self.encoder = mlp([data_dim, *hidden_dims, 2 * latent_dim], activation)  # -> (mu, logvar)
+        self.decoder = mlp([latent_dim, *reversed(hidden_dims), data_dim], activation)  # -> out
         self._init_decoder_scale(likelihood, decoder_std)
         self.register_buffer("_zero", torch.zeros(()), persistent=False)  # tracks device/dtype
 
@@ -151,10 +156,11 @@ def build_model(
     latent_dim: int,
     likelihood: str = "bernoulli",
     decoder_std: float | None = None,
+    activation: str = "relu",
 ) -> VAE:
     """Model from names, as the trainer's config stores them (``kind``: mlp or linear)."""
     if kind == "mlp":
-        return VAE(data_dim, hidden_dims, latent_dim, likelihood, decoder_std)
+        return VAE(data_dim, hidden_dims, latent_dim, likelihood, decoder_std, activation)
     if kind == "linear":
         if likelihood != "gaussian":
             raise ValueError("the linear VAE has a Gaussian decoder; use likelihood='gaussian'")

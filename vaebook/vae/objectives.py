@@ -180,16 +180,23 @@ def log_weights(
     )  # (S, B)
 
 
-def log_importance_weights(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
-    """``log p(x, z_i) - log q(z_i|x)`` for k draws z_i ~ q(z|x): (k, B)."""
+def iwae_terms(model: VAE, x: torch.Tensor, k: int) -> tuple[torch.Tensor, ElboTerms]:
+    """The IWAE bound ``log (1/k) sum_i p(x, z_i) / q(z_i|x)`` with k reparameterised draws
+    per example, (B,), differentiable; and, from the same draws, the ELBO terms for
+    monitoring (reconstruction averaged over the k draws, analytic KL)."""
     mu, logvar = encode_float32(model, x)  # (B, L), (B, L)
-    return log_weights(model, x, mu, logvar, reparameterise(mu, logvar, (k,)))  # (k, B)
+    z = reparameterise(mu, logvar, (k,))  # (k, B, L)
+    reconstruction = reconstruction_log_likelihood(model, z, x)  # (k, B)
+    log_w = (
+        reconstruction + standard_normal_log_density(z) - diag_gaussian_log_density(z, mu, logvar)
+    )  # (k, B)
+    bound = torch.logsumexp(log_w, dim=0) - math.log(k)  # (B,)
+    return bound, ElboTerms(reconstruction.mean(0), kl_to_standard_normal(mu, logvar))
 
 
 def iwae_bound(model: VAE, x: torch.Tensor, k: int) -> torch.Tensor:
     """IWAE bound with k samples per example, (B,). Differentiable (reparameterised)."""
-    log_w = log_importance_weights(model, x, k)  # (k, B)
-    return torch.logsumexp(log_w, dim=0) - math.log(k)  # (B,)
+    return iwae_terms(model, x, k)[0]
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .checkpoint import (
 from .config import ConfigError, TrainConfig
 from .data import load_dataset
 from .models import VAE
-from .objectives import active_units, elbo_terms, iwae_bound
+from .objectives import active_units, elbo_terms, iwae_bound, iwae_terms
 
 
 class TrainingDiverged(RuntimeError):
@@ -125,9 +125,12 @@ def make_train_step(
     analytic_kl: bool = True,
     bf16: bool = False,
     compile: bool = False,
+    train_k: int = 1,
 ):
-    """One optimisation step on a batch: ``step(x (B, D)) -> (loss, reconstruction, kl)``,
-    batch means, shape (3,).
+    """One optimisation step on a batch: ``step(x (B, D), beta=None) -> (loss,
+    reconstruction, kl)``, batch means, shape (3,). ``beta`` overrides the KL weight for this
+    step (KL warm-up). ``train_k > 1`` minimises the IWAE bound with ``train_k`` samples
+    instead of the ELBO (:func:`~vaebook.vae.objectives.iwae_terms`).
 
     No host sync: the returned tensor stays on the device. ``bf16`` runs the step under a
     bfloat16 autocast, which lowers only the networks' matrix products: ``elbo_terms``
@@ -136,17 +139,22 @@ def make_train_step(
     ``tests/test_objectives.py::test_bf16_autocast_keeps_noise_kl_and_likelihood_float32``).
     """
 
-    def loss_fn(xb):  # xb: (B, D)
-        terms = elbo_terms(model, xb, beta, analytic_kl)
-        return terms.loss, terms.reconstruction.detach().mean(), terms.kl.detach().mean()
+    def loss_fn(xb, beta):  # xb: (B, D)
+        if train_k > 1:
+            bound, terms = iwae_terms(model, xb, train_k)  # (B,), ELBO terms of the same draws
+            loss = -bound.mean()
+        else:
+            terms = elbo_terms(model, xb, beta, analytic_kl)
+            loss = terms.loss
+        return loss, terms.reconstruction.detach().mean(), terms.kl.detach().mean()
 
     if compile:
         loss_fn = torch.compile(loss_fn)
     device_type = next(model.parameters()).device.type
 
-    def step(xb: torch.Tensor) -> torch.Tensor:
+    def step(xb: torch.Tensor, step_beta: float | None = None) -> torch.Tensor:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            loss, recon, kl = loss_fn(xb)
+            loss, recon, kl = loss_fn(xb, beta if step_beta is None else step_beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -185,7 +193,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     )
     use_bf16 = config.bf16 and device.type == "cuda"
     train_step = make_train_step(
-        model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile
+        model, optimizer, config.beta, config.analytic_kl, use_bf16, config.compile, config.train_k
     )
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     bar = progress_bar(config, steps_per_epoch, start_epoch)
@@ -193,6 +201,13 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             model.train()
+            for group in optimizer.param_groups:  # a function of the epoch: resumes exactly
+                group["lr"] = config.lr * config.lr_decay ** (epoch - 1)
+            beta = (
+                config.beta * min(1.0, epoch / config.kl_warmup_epochs)
+                if config.kl_warmup_epochs
+                else config.beta
+            )
             x = (
                 torch.bernoulli(train_x, generator=batch_gen)
                 if config.binarize == "dynamic"
@@ -201,7 +216,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
             perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
             sums = torch.zeros(3, device=device)  # loss, reconstruction, kl summed over steps
             for i, idx in enumerate(perm.split(config.batch_size)):
-                sums += train_step(x[idx])  # idx: (B,)
+                sums += train_step(x[idx], beta)  # idx: (B,)
                 step += 1
                 if (i + 1) % config.progress_every == 0 or i + 1 == steps_per_epoch:
                     done = (epoch - 1) * steps_per_epoch + i + 1
@@ -213,12 +228,14 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
                 "epoch": epoch,
                 "step": step,
                 "binarization": config.binarize,
+                "beta": beta,
                 "heldout_binarization_seed": data.info.get("test_binarization_seed"),
                 "train_loss": loss,
                 "train_elbo": recon - kl,
                 "train_reconstruction": recon,
                 "train_kl": kl,
                 **evaluate_elbo(model, test_x, seed=config.seed + epoch),
+                **exact_log_likelihood(model, test_x),
                 "wall_time_s": wall_before + time.perf_counter() - t0,
             }
             append_metrics_line(run_dir, metrics)
@@ -242,6 +259,15 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         use_bf16,
         resumed_from=start_epoch if resume else None,
     )
+
+
+def exact_log_likelihood(model: VAE, x: torch.Tensor) -> dict[str, float]:
+    """``{"test_exact_log_likelihood": mean log p(x)}`` for a model whose marginal is exact
+    (the linear VAE), else ``{}``."""
+    if not hasattr(model, "exact_log_likelihood"):
+        return {}
+    with torch.no_grad():
+        return {"test_exact_log_likelihood": model.exact_log_likelihood(x).mean().item()}
 
 
 # -- the pieces train() calls, in the order it calls them -------------------------------
