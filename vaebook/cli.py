@@ -78,7 +78,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=128)
     p.add_argument(
-        "--devices", default="auto", help="comma list (cpu,cuda); auto = cpu and cuda if present"
+        "--device",
+        "--devices",
+        dest="device",
+        default="auto",
+        help="cpu, cuda, or a comma list (cpu,cuda); auto (default) = cpu, and cuda if present",
     )
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     p.add_argument("--ll-k", dest="ll_k", type=positive_int, default=5000)
