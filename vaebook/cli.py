@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 # vaebook.vae.config imports no torch, so argument errors come back at once.
-from .vae.config import BINARIZATIONS, DATASETS, LIKELIHOODS, MODELS
+from .vae.config import ACTIVATIONS, BINARIZATIONS, DATASETS, LIKELIHOODS, MODELS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -132,7 +132,25 @@ def build_parser() -> OneLineParser:
     t.add_argument("--epochs", type=positive_int, default=S)
     t.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S)
     t.add_argument("--lr", type=positive_float, default=S)
+    t.add_argument(
+        "--lr-decay", dest="lr_decay", type=positive_float, default=S, help="per-epoch factor"
+    )
     t.add_argument("--beta", type=float, default=S)
+    t.add_argument(
+        "--kl-warmup-epochs",
+        dest="kl_warmup_epochs",
+        type=int,
+        default=S,
+        help="raise beta linearly from 0 over this many epochs",
+    )
+    t.add_argument(
+        "--train-k",
+        dest="train_k",
+        type=positive_int,
+        default=S,
+        help="train the IWAE bound with this many samples (1: the ELBO)",
+    )
+    t.add_argument("--activation", choices=ACTIVATIONS, default=S)
     t.add_argument(
         "--mc-kl", dest="analytic_kl", action="store_false", default=S, help="Monte Carlo KL"
     )
@@ -176,6 +194,27 @@ def build_parser() -> OneLineParser:
         "bench", help="throughput vs the classic PyTorch VAE loop; log p(x) estimate timing"
     )
     add_bench_arguments(b)
+
+    r = sub.add_parser(
+        "reproduce",
+        help="retrain the runs the book uses (GPU when there is one) into vaebook/pretrained",
+        description="Retrain committed runs from their recipes and record their metrics.",
+    )
+    r.add_argument("--run", action="append", metavar="NAME", help="this run only (repeatable)")
+    r.add_argument("--list", action="store_true", help="list the runs and presets, train nothing")
+    r.add_argument(
+        "--preset", help="a recipe outside the book, e.g. mnist-burda (needs --data-dir)"
+    )
+    r.add_argument("--data-dir", dest="data_dir", help="MNIST folder, for --preset mnist-burda")
+    r.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
+    r.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
+    r.add_argument(
+        "--out-dir",
+        dest="out_dir",
+        type=Path,
+        help="where run folders go (default: vaebook/pretrained; runs/ for presets)",
+    )
+    r.add_argument("--no-progress", dest="progress", action="store_false")
 
     ls = sub.add_parser("list", help="known datasets and the runs in a folder")
     ls.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path("runs"))
@@ -226,52 +265,88 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from .vae.checkpoint import atomic_write_json, load_run
     from .vae.config import ConfigError
-    from .vae.objectives import estimate_log_likelihood
-    from .vae.train import evaluate_elbo, select_device
+    from .vae.evaluate import evaluate
+    from .vae.train import select_device
 
     device = select_device(args.device)
     config, model, data = load_run(args.run_dir, device)
     x = data.test[: args.max_examples].to(device)  # (N, D)
     if args.k % args.iwae_k:
         raise ConfigError(f"--iwae-k ({args.iwae_k}) must divide --k ({args.k})")
-    torch.manual_seed(args.seed)
-    terms = evaluate_elbo(model, x, seed=args.seed)  # analytic-KL split of the ELBO
-    ll = estimate_log_likelihood(
-        model, x, k=args.k, bound_ks=(1, args.iwae_k), progress=args.progress
-    )
-    elbo, iwae = ll.bounds[1].mean().item(), ll.bounds[args.iwae_k].mean().item()
+    r = evaluate(model, x, k=args.k, iwae_ks=(args.iwae_k,), seed=args.seed, progress=args.progress)
+    elbo, iwae, ll = r["elbo"], r[f"iwae_{args.iwae_k}"], r["log_likelihood"]
+    consistent = elbo <= iwae + 1e-5 and iwae <= ll + 1e-5
     result = {
-        "examples": x.shape[0],
         "dataset": config.dataset,
         "binarization": config.binarize,
-        "elbo": elbo,
-        "reconstruction": terms["test_reconstruction"],
-        "kl": terms["test_kl"],
-        "active_units": terms["active_units"],
-        f"iwae_{args.iwae_k}": iwae,
-        "log_likelihood": ll.mean,
-        "log_likelihood_stderr": ll.stderr,
-        "log_likelihood_k": args.k,
-        "consistent": elbo <= iwae + 1e-5 and iwae <= ll.mean + 1e-5,
+        **r,
+        "consistent": consistent,
         "device": str(device),
     }
     atomic_write_json(Path(args.run_dir) / "evaluation.json", result)
     print(f"{config.dataset} test split, {x.shape[0]} examples, nats per example:")
-    print(
-        f"  ELBO          {elbo:10.4f}  (reconstruction {terms['test_reconstruction']:.4f}, "
-        f"KL {terms['test_kl']:.4f})"
-    )
+    recon, kl = r["reconstruction"], r["kl"]
+    print(f"  ELBO          {elbo:10.4f}  (reconstruction {recon:.4f}, KL {kl:.4f})")
     print(f"  IWAE-{args.iwae_k:<8d} {iwae:10.4f}")
-    print(f"  log p(x) est. {ll.mean:10.4f} +- {ll.stderr:.4f} (k={args.k})")
-    print(f"  active units  {terms['active_units']}")
+    print(f"  log p(x) est. {ll:10.4f} +- {r['log_likelihood_stderr']:.4f} (k={args.k})")
+    print(f"  bits/dim      {r['bits_per_dim_log_likelihood']:10.4f} (of the estimate)")
+    print(f"  active units  {r['active_units']}")
     print(
-        f"  ELBO <= IWAE-{args.iwae_k} <= estimate: {'yes' if result['consistent'] else 'NO'}"
+        f"  ELBO <= IWAE-{args.iwae_k} <= estimate: {'yes' if consistent else 'NO'}"
         f" (all three from the same {args.k} draws per example)"
     )
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .vae import pretrained as P
+
+    if args.list:
+        print("runs the book uses (vaebook/pretrained/<run>):")
+        for name, spec in P.RUNS.items():
+            print(f"  {name:32s} {spec.purpose}")
+        for preset, runs in P.PRESETS.items():
+            print(f"preset {preset}: {', '.join(runs)}")
+        return 0
+    if args.preset is not None:
+        if args.preset not in P.PRESETS:
+            raise P.PretrainedError(
+                f"unknown preset {args.preset!r}; known: {', '.join(P.PRESETS)}"
+            )
+        names, root = list(P.PRESETS[args.preset]), args.out_dir or Path("runs")
+    else:
+        names, root = args.run or list(P.RUNS), args.out_dir or P.PRETRAINED_DIR
+        unknown = [n for n in names if n not in P.RUNS]
+        if unknown:
+            raise P.PretrainedError(f"unknown run(s) {', '.join(unknown)}; see reproduce --list")
+    from tqdm import tqdm
+
+    results = []
+    for name in tqdm(names, desc="runs", unit="run", disable=not args.progress or len(names) < 2):
+        results += P.reproduce(
+            [name],
+            root=root,
+            device=args.device,
+            data_dir=args.data_dir,
+            epochs=args.epochs,
+            progress=args.progress,
+        )
+    print(f"{'run':32s} {'test ELBO':>10s} {'IWAE':>10s} {'log p(x)':>10s} {'AU':>4s}  published")
+    for name, m in zip(names, results, strict=True):
+        t = m["test"]
+        iwae = max(
+            (int(k[5:]) for k in t if k.startswith("iwae_") and k[5:].isdigit()), default=None
+        )
+        published = P.PUBLISHED.get(name)
+        print(
+            f"{name:32s} {t['elbo']:10.3f} "
+            + (f"{t[f'iwae_{iwae}']:10.3f} " if iwae else f"{'':10s} ")
+            + f"{t['log_likelihood']:10.3f} {t['active_units']:4d}  "
+            + (f"{published:.2f} (Burda et al. 2016, log p(x))" if published else "")
+        )
+    print(f"written under {root}")
     return 0
 
 
@@ -307,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     from .vae.checkpoint import CheckpointError
     from .vae.config import ConfigError
     from .vae.data import DatasetError
+    from .vae.pretrained import PretrainedError
     from .vae.train import TrainingDiverged
 
     try:
@@ -314,12 +390,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "reproduce":
+            return cmd_reproduce(args)
         if args.command == "bench":
             from .bench import run_bench
 
             return run_bench(args)
         return cmd_list(args)
-    except (ConfigError, CheckpointError, DatasetError) as e:
+    except (ConfigError, CheckpointError, DatasetError, PretrainedError) as e:
         sys.stderr.write(f"vaebook: error: {e}\n")
         return 2
     except TrainingDiverged as e:
