@@ -44,3 +44,17 @@ def test_rendered_derivation_still_verifies_and_uses_the_printer():
     assert "- [2] definitions {eq}`eq-elbo-def`" in md  # MyST reference, rendered as a number
     assert "(eq-elbo-def)" in d.latex()  # inside math: the label as text
     assert d.verdict().startswith("evidence identity: 2 steps verified")
+
+
+def test_tex_width_unbraced_command_subscript():
+    # x_\mu is x_{\mu}: the subscript is the whole command, not a lone backslash
+    assert tex_width(r"x_\mu") == tex_width(r"x_{\mu}")
+    assert tex_width(r"\partial_\mu\, \mathbb{E}[f(z)]") > 0
+
+
+def test_typeset_wide_lhs_gets_its_own_line():
+    from vaebook.chapters.display import typeset
+
+    wide = r"\mathrm{KL}(\mathcal N(m_1, v_1) \,\|\, \mathcal N(m_2, v_2))" * 2
+    tex = typeset((wide, sp.Symbol("a") + sp.Symbol("b"))).tex
+    assert tex.startswith(r"\begin{aligned}& " + wide + r" \\ & \quad = ")

@@ -89,13 +89,16 @@ def plot_ratio_and_gap(z_grid, ratios: dict, t_grid, gap, ratio_label: str = "")
         axes[0].set_xlabel("latent $z$")
         axes[0].set_ylabel(ratio_label or r"$p(x, z) / q(z)$ (log scale)")
         axes[0].set_title("the ratio inside Jensen's inequality")
-        axes[0].legend()
+        # below the panel: inside it the legend covered the curves
+        axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2,
+                       fontsize="small", frameon=False)
         axes[1].plot(t_grid, gap, color=COLORS["gap"], label=r"gap $\log p(x) - \mathcal{L}(q_t)$")
         axes[1].axhline(0, color="grey", lw=1)
         axes[1].axvline(1, color=COLORS["true"], ls=":", label="$q_1$ = true posterior")
         axes[1].set_xlabel("path parameter $t$")
         axes[1].set_ylabel("gap (nats)")
         axes[1].set_title("Jensen gap along a path of $q$")
-        axes[1].legend()
+        axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=1,
+                       fontsize="small", frameon=False)
     plt.close(fig)
     return fig

@@ -134,6 +134,9 @@ def tex_width(tex: str, scale: float = 1.0) -> float:
             i += 1
             if tex[i : i + 1] == "{":
                 body, i = _group(tex, i)
+            elif tex[i : i + 1] == "\\":  # an unbraced command, x_\mu
+                m = re.match(r"\\([A-Za-z]+|.)", tex[i:])
+                body, i = m.group(0), i + len(m.group(0))
             else:
                 body, i = tex[i : i + 1], i + 1
             width += tex_width(body, scale * 0.7)
