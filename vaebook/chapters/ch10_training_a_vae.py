@@ -81,7 +81,7 @@ def metrics_table(metrics: dict, digits: int = 2) -> str:
     names = {
         "elbo": "ELBO",
         "reconstruction": "reconstruction $\\mathbb{E}_q[\\log p(x \\mid z)]$",
-        "kl": "$\\mathrm{KL}(q(z \\mid x) \\,\\|\\, p(z))$",
+        "kl": "$\\mathrm{KL}(q(z \\mid x) \\,\\Vert\\, p(z))$",
         "log_likelihood": "$\\log p(x)$ estimate (k = "
         + " / ".join(str(k[s]) for s in splits)
         + ")",
