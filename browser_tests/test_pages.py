@@ -137,6 +137,14 @@ PAGE_CHECKS = r"""
     if (img.getBoundingClientRect().width > column + 1)
       problems.push('image wider than the column: ' + src);
   }
+  // Every numbered figure shows an image, never the text stand-in a notebook prints when a
+  // figure was not rendered ("<Figure size 680x330 with 2 Axes>").
+  for (const fig of article.querySelectorAll('figure')) {
+    if (!fig.querySelector('img'))
+      problems.push('figure without an image: ' + (fig.textContent || '').trim().slice(0, 80));
+  }
+  if (/<Figure size \d/.test(article.textContent || ''))
+    problems.push('a matplotlib figure printed as text ("<Figure size ...>") instead of drawn');
   return problems;
 }
 """
