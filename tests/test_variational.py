@@ -259,12 +259,11 @@ def test_closed_form_kl_matches_torch_distributions_and_monte_carlo():
     assert abs(est - float(kl_divergence(q, p)[0])) < 4 * se
 
 
-def test_finite_gradient_interpretation_is_the_constrained_partial_derivative():
-    from vaebook.symbolic.families import finite_gradient_interpretation
+def test_finite_family_derivative_in_q_is_the_constrained_partial_derivative():
     from vaebook.symbolic.notation import KL_prior
 
     fam = FiniteLatent(3)
-    interpret = finite_gradient_interpretation(fam)
+    interpret = fam.interpret
     grad = interpret(sp.Derivative(KL_prior, fam.q[0]))
     qv, pv = np.array([0.2, 0.5, 0.3]), np.array([0.3, 0.3, 0.4])
     vals = {**dict(zip(fam.q, qv, strict=True)), **dict(zip(fam.pi, pv, strict=True))}

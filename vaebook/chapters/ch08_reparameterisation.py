@@ -29,7 +29,6 @@ from ..symbolic.families import gaussian_expectation
 
 __all__ = [
     "torch_function",
-    "gaussian_polynomial_expectation",
     "exact_moments",
     "ExactMoments",
     "score_function_estimates",
@@ -49,13 +48,6 @@ def torch_function(expr: sp.Expr, z: sp.Symbol) -> Callable[[torch.Tensor], torc
     return sp.lambdify(z, expr, modules=[{}])
 
 
-def gaussian_polynomial_expectation(poly: sp.Expr, z: sp.Symbol, mu, sigma) -> sp.Expr:
-    """``E[poly(z)]`` for ``z ~ N(mu, sigma^2)``, exactly: the package's one Gaussian
-    expectation of a polynomial (:func:`vaebook.symbolic.families.gaussian_expectation`),
-    with the standard deviation ``sigma`` in place of the variance."""
-    return gaussian_expectation(poly, z, mu, sigma**2)
-
-
 @dataclass(frozen=True)
 class ExactMoments:
     """Closed forms, as functions of ``mu`` and ``sigma``, for a polynomial ``f``."""
@@ -70,7 +62,7 @@ class ExactMoments:
 def exact_moments(f: sp.Expr, z: sp.Symbol, mu: sp.Symbol, sigma: sp.Symbol) -> ExactMoments:
     """Means and single-draw variances of both estimators of ``d/dmu E[f(z)]`` for
     ``z ~ N(mu, sigma^2)`` and a polynomial ``f``, all exact (Gaussian moments)."""
-    E = lambda g: gaussian_polynomial_expectation(g, z, mu, sigma)  # noqa: E731
+    E = lambda g: gaussian_expectation(g, z, mu, sigma**2)  # noqa: E731
     score = f * (z - mu) / sigma**2  # one score-function draw
     path = sp.diff(f, z)  # one pathwise draw, f'(z) with z = mu + sigma eps
     gradient = sp.expand(sp.diff(E(f), mu))

@@ -55,7 +55,6 @@ __all__ = [
     "gaussian_expectation",
     "gaussian_integral",
     "jensen_gap_certificate",
-    "finite_gradient_interpretation",
     "gaussian_integrals",
 ]
 
@@ -410,15 +409,6 @@ def jensen_gap_certificate(family) -> Nonneg:
             r"with $h(t) = t - 1 - \log t \geq 0$"
         )
     raise TypeError(f"no Jensen certificate for {family!r}")
-
-
-def finite_gradient_interpretation(family: FiniteLatent):
-    """The finite family's interpretation, derivatives in ``q`` included (directional,
-    see :meth:`FiniteLatent._derivatives`): ``family.interpret``. Kept for callers that
-    evaluate expressions; a derivation takes the family itself (``family=``)."""
-    if not isinstance(family, FiniteLatent):
-        raise TypeError(f"expected a FiniteLatent family, got {family!r}")
-    return family.interpret
 
 
 def gaussian_integrals(expr, densities: dict) -> sp.Expr:
