@@ -293,3 +293,58 @@ def test_list_marks_a_bad_run_and_lists_the_good_ones(trained_run, tmp_path, cap
     lines = stdout.splitlines()
     assert any(l.strip().startswith("good") and "epoch 2/2" in l for l in lines), stdout
     assert any(l.strip().startswith("bad") and "hidden_dims" in l for l in lines), stdout
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file below ``folder`` with its bytes and modification time."""
+    return {
+        p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_npy_header_claiming_more_than_the_file_holds(tmp_path, capsys):
+    """A memory bomb: a few bytes whose header asks NumPy for terabytes. Refused from the
+    header, before anything is allocated; nothing written."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
+    bomb = header.getvalue() + bytes(64)
+    (tmp_path / "bomb.npy").write_bytes(bomb)
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:
+        archive.writestr("x.npy", bomb)
+    runs = tmp_path / "runs"
+    for name in ("bomb.npy", "bomb.npz"):
+        result = vaebook(
+            "train", "--dataset", "file", "--data-dir", name, "--out-dir", runs, cwd=tmp_path
+        )
+        assert_usage_error(result, name, "header claims", "(1000000, 1000000)")
+    assert not runs.exists()
+    np.save(tmp_path / "ok.npy", np.zeros((3, 2)))  # an honest header still loads
+    from vaebook.vae.data import load_array
+
+    assert load_array(tmp_path / "ok.npy").shape == (3, 2)
+
+
+def test_resume_after_config_edited_to_another_latent_size(trained_run, tmp_path):
+    """config.json edited after training so that the weights no longer fit: one line, exit 2,
+    and the run folder exactly as it was."""
+    _, run = trained_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in run.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    config = json.loads((copy / "config.json").read_text())
+    config["latent_dim"] += 3
+    (copy / "config.json").write_text(json.dumps(config))
+    before = snapshot(copy)
+    result = vaebook("train", "--resume", copy, "--epochs", "3", cwd=tmp_path)
+    assert_usage_error(result, "does not fit", "config.json")
+    assert snapshot(copy) == before

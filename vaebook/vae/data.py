@@ -20,6 +20,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
+import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,9 +150,11 @@ def load_array(path: str | Path | None) -> torch.Tensor:
         raise DatasetError("dataset 'file' needs --data-dir, the path of a .npy or .npz file")
     path = Path(path)
     try:
+        check_array_sizes(path)
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"cannot read {path} as a .npy/.npz array: {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DatasetError(f"cannot read {path} as a .npy/.npz array: {message}") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         if len(loaded.files) != 1:
             raise DatasetError(f"{path} holds {len(loaded.files)} arrays; expected exactly one")
@@ -163,6 +167,53 @@ def load_array(path: str | Path | None) -> torch.Tensor:
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise DatasetError(f"{path}: values must be finite and in [0, 1]")
     return torch.from_numpy(x)
+
+
+def check_array_sizes(path: Path) -> None:
+    """Refuse, before anything is allocated, a ``.npy`` file (or an ``.npz`` member) whose
+    header claims more bytes than the file holds, or more than half this machine's memory:
+    NumPy allocates what the header claims before it reads (a few bytes can ask for
+    terabytes)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    _check_npy_header(member, info.file_size, f"{path}:{info.filename}")
+    else:
+        with open(path, "rb") as f:
+            _check_npy_header(f, path.stat().st_size, str(path))
+
+
+def _check_npy_header(f, stored_bytes: int, where: str) -> None:
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+        (3, 0): np.lib.format.read_array_header_2_0,  # 3.0: the 2.0 layout, UTF-8 names
+    }
+    version = np.lib.format.read_magic(f)
+    if version not in readers:
+        raise DatasetError(f"{where}: unknown .npy format version {version}")
+    shape, _, dtype = readers[version](f)
+    claimed = math.prod(shape) * dtype.itemsize
+    held = stored_bytes - f.tell()
+    if claimed > held:
+        raise DatasetError(
+            f"{where}: its header claims an array of shape {shape} ({claimed:,} bytes), "
+            f"but the file holds {held:,} bytes (truncated or forged)"
+        )
+    memory = _physical_memory()
+    if memory is not None and claimed > memory // 2:
+        raise DatasetError(
+            f"{where}: an array of shape {shape} ({claimed:,} bytes) is more than half of "
+            f"this machine's memory ({memory:,} bytes)"
+        )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
 
 
 # -- MNIST -----------------------------------------------------------------------

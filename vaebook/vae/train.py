@@ -303,19 +303,25 @@ def start_run_folder(run_dir: Path, config: TrainConfig) -> tuple[int, int, floa
 def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int, int, float]:
     """Load the last checkpoint into ``model``, ``optimizer``, the RNGs and ``batch_gen``;
     drop metrics lines of epochs after it. Returns ``(epoch, step, wall time so far)``; a
-    run killed before its first checkpoint starts again from epoch 0."""
-    for stale in run_dir.glob(".*.tmp"):  # temp files of a writer that was killed
-        stale.unlink()
+    run killed before its first checkpoint starts again from epoch 0.
+
+    Everything is loaded and checked before any file is touched: a checkpoint that does not
+    fit the configured model (a config.json edited after training) or the device is refused
+    with the run folder as it was."""
     if not (run_dir / CHECKPOINT).is_file():  # killed before its first checkpoint: start over
+        for stale in run_dir.glob(".*.tmp"):  # temp files of a writer that was killed
+            stale.unlink()
         atomic_write_bytes(run_dir / "metrics.jsonl", b"")
         return 0, 0, 0.0
     weights, state = load_checkpoint(run_dir)
-    (run_dir / WEIGHTS).unlink(missing_ok=True)  # a finished run's export; rewritten at the end
-    model.load_state_dict(weights)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    try:
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(
+            f"the checkpoint in {run_dir} does not fit the model its config.json describes "
+            f"(was config.json edited after training?): {str(e).splitlines()[0]}"
+        ) from None
     try:
         batch_gen.set_state(state["batch_generator"])
     except RuntimeError:
@@ -323,6 +329,12 @@ def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int,
             f"the checkpoint in {run_dir} was made on another kind of device than "
             f"{batch_gen.device.type}; resume it with the --device it was trained on"
         ) from None
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    for stale in run_dir.glob(".*.tmp"):  # temp files of a writer that was killed
+        stale.unlink()
+    (run_dir / WEIGHTS).unlink(missing_ok=True)  # a finished run's export; rewritten at the end
     kept = read_metrics_lines(run_dir / "metrics.jsonl", up_to_epoch=state["epoch"])
     atomic_write_bytes(
         run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode()
