@@ -114,7 +114,7 @@ def test_attack_4_an_integral_not_proved_finite_is_refused():
     with pytest.raises(StepError, match="cannot be checked"):
         Derivation(
             sp.Integral(sp.exp(-(z**2) / s + z**2 / 2), (z, -sp.oo, sp.oo)),
-            title="diverges for s >= 2",
+            title=r"diverges for $s \geq 2$",
             family=GaussianIntegrals(),
         )
     with pytest.raises(StepError, match="cannot be checked"):  # no integrals as written
@@ -151,7 +151,7 @@ def test_attack_5_the_reason_of_a_bound_is_its_certificate(jensen_setup):
     assert "log is convex" not in d._repr_markdown_()
     assert "concave" in d._repr_markdown_() and "concave" in d.latex()
     # a lemma's reason says what was proved
-    assert "convex in t, minimum at t = 1" in log_tangent_lemma().reason
+    assert "minimum $0$ at $t = 1$" in log_tangent_lemma().reason
 
 
 # 6. a step that holds in one family only
@@ -178,8 +178,8 @@ def test_attack_6_the_verdict_names_every_family_checked():
     y, m = sp.symbols("y m", real=True)
     c = Derivation(sp.log(n1), title="log density", family=Concrete({n1: normal_pdf(y, m, 1)}))
     c.step(-((y - m) ** 2) / 2 - sp.log(2 * sp.pi) / 2, because="log of a Gaussian")
-    assert c.verdict().endswith("for all values of its symbols, where N_1 is as defined")
-    assert "where $N_{1} = " in c._repr_markdown_()
+    assert c.verdict().endswith(", where N_1 is as defined")
+    assert "where $N_{1} := " in c._repr_markdown_()
 
 
 def test_the_one_gaussian_expectation_against_quadrature():

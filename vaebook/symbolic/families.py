@@ -40,7 +40,12 @@ from collections.abc import Mapping
 import sympy as sp
 
 from . import notation as N
-from .certificates import Nonneg, jensen_log_certificate, log_tangent_lemma
+from .certificates import (
+    Nonneg,
+    jensen_log_certificate,
+    log_tangent_lemma,
+    satisfies_assumptions,
+)
 from .notation import normal_pdf
 
 __all__ = [
@@ -145,6 +150,11 @@ class Family:
         """Substitutions every derivation on this family may rely on (trusted)."""
         return {}
 
+    def symbols(self) -> dict:
+        """``{name: symbol}`` of the family's own parameters: a derivation refuses any
+        other symbol of the same name, and renaming them for display."""
+        return {}
+
     def definitions(self) -> dict:
         """Display symbols and the expressions they stand for (shown with a derivation)."""
         return {}
@@ -158,8 +168,29 @@ class Family:
         """Evaluate every derivative left in ``expr``."""
         return expr.replace(lambda e: isinstance(e, sp.Derivative), lambda e: e.doit())
 
+    def _check_derivatives(self, expr) -> None:
+        """A derivative is taken only with respect to a parameter: a plain symbol that is
+        neither the latent variable nor a notation object (a density, a named quantity)
+        and that occurs in this family's explicit form of what is differentiated."""
+        for d in sp.sympify(expr).atoms(sp.Derivative):
+            for var, _count in d.variable_count:
+                if not isinstance(var, sp.Symbol) or isinstance(var, sp.Dummy):
+                    raise ValueError(f"a derivative with respect to {var}, which is no parameter")
+                if var in N.NOTATION:
+                    raise ValueError(
+                        f"a derivative with respect to {var}: the latent variable and the "
+                        "notation's densities and named quantities are not parameters"
+                    )
+                inner = self.interpret(d.expr)
+                if var not in inner.free_symbols:
+                    raise ValueError(
+                        f"a derivative with respect to {var}, which does not occur in the "
+                        f"{self.name}'s form of {d.expr}"
+                    )
+
     def interpret(self, expr) -> sp.Expr:
         """The concrete expression that the abstract ``expr`` stands for in this family."""
+        self._check_derivatives(expr)
         expr = N.explicit(N.expand_definitions(sp.sympify(expr)))
         # innermost integrals first, so nested integrals see concrete integrands
         while True:
@@ -197,6 +228,8 @@ class FiniteLatent(Family):
     """
 
     def __init__(self, K: int = 3):
+        if not isinstance(K, int) or isinstance(K, bool):
+            raise TypeError(f"K must be an int, not {K!r}")
         if K < 2:
             raise ValueError(f"K must be at least 2, got {K}")
         self.K = K
@@ -204,6 +237,9 @@ class FiniteLatent(Family):
         self.q = sp.symbols(f"q_1:{K + 1}", positive=True)
         self.pi = sp.symbols(f"pi_1:{K + 1}", positive=True)
         self.lik = sp.symbols(f"l_1:{K + 1}", positive=True)
+
+    def symbols(self) -> dict:
+        return {s.name: s for s in (*self.q, *self.pi, *self.lik)}
 
     # the model
     def joint(self, k: int) -> sp.Expr:
@@ -290,9 +326,9 @@ class FiniteLatent(Family):
         """Gibbs' inequality, certified: ``sum_k q_k h(r_k / q_k) >= 0`` with
         ``h(t) = t - 1 - log t >= 0``; it equals ``KL(q || r)`` when both sum to 1."""
         h = log_tangent_lemma()
-        return Nonneg.total(
+        return Nonneg._total_named(
             [h.at(rk / qk).scale(qk) for qk, rk in zip(q, r, strict=True)],
-            reason=r"Gibbs' inequality: $\mathrm{KL}$ is $\sum_k q_k\, h(r_k / q_k)$ with "
+            r"Gibbs' inequality: $\mathrm{KL}$ is $\sum_k q_k\, h(r_k / q_k)$ with "
             r"$h(t) = t - 1 - \log t \geq 0$",
         )
 
@@ -314,6 +350,9 @@ class LinearGaussian(Family):
         self.s = sp.Symbol("s", positive=True)  # observation noise standard deviation
         self.v = sp.Symbol("v", positive=True)  # variance of q
         self.z = N.z
+
+    def symbols(self) -> dict:
+        return {s.name: s for s in (self.x, self.w, self.b, self.m, self.s, self.v)}
 
     # the model
     def evidence_variance(self) -> sp.Expr:
@@ -371,9 +410,7 @@ class LinearGaussian(Family):
     def kl_nonneg(self, m1, v1, m2, v2) -> Nonneg:
         """``KL(N(m1,v1) || N(m2,v2)) = h(v1/v2)/2 + (m1-m2)^2/(2 v2) >= 0``."""
         h = log_tangent_lemma()
-        total = h.at(v1 / v2).scale(sp.Rational(1, 2)) + Nonneg.by_assumptions(
-            (m1 - m2) ** 2 / (2 * v2), "a square over a positive variance"
-        )
+        total = h.at(v1 / v2).scale(sp.Rational(1, 2)) + Nonneg.by_assumptions((m1 - m2) ** 2 / (2 * v2))
         return total._named(
             r"Gibbs' inequality: the Gaussian KL is "
             r"$\frac{1}{2} h(v_1 / v_2) + \frac{(m_1 - m_2)^2}{2 v_2}$ "
@@ -478,9 +515,19 @@ class Concrete(Family):
         else:
             raise ValueError("circular definitions")
         self._resolved = resolved
+        for key, value in resolved.items():
+            missing = satisfies_assumptions(value, key)
+            if missing:
+                raise ValueError(
+                    f"the definition {key} := {self._definitions[key]} contradicts the symbol "
+                    f"it defines: cannot show that it is {', '.join(missing)}, as {key} is declared"
+                )
 
     def definitions(self) -> dict:
         return dict(self._definitions)
+
+    def symbols(self) -> dict:
+        return {k.name: k for k in self._definitions}
 
     @property
     def where(self) -> str:
@@ -498,6 +545,7 @@ class Concrete(Family):
         return expr
 
     def interpret(self, expr) -> sp.Expr:
+        self._check_derivatives(self._substitute(expr))
         return self._derivatives(self._integrals(self._substitute(expr)))
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "KL_post",
     "KL_prior",
     "DEFINITIONS",
+    "NOTATION",
     "LATEX_NAMES",
     "integral",
     "expectation",
@@ -52,6 +53,9 @@ Z_DEPENDENT = (pz, px_z, pxz, pz_x, qz)
 ELBO = sp.Symbol("ELBO")
 KL_post = sp.Symbol("KL(q||p(z|x))")
 KL_prior = sp.Symbol("KL(q||p(z))")
+
+#: every symbol of the notation: a symbol of the same name elsewhere is refused
+NOTATION = (z, px, pz, px_z, pxz, pz_x, qz, ELBO, KL_post, KL_prior)
 
 LATEX_NAMES = {
     px: "p(x)",
@@ -110,15 +114,34 @@ def normal_pdf(y, mean, var) -> sp.Expr:
 class Normal(sp.Function):
     """The Gaussian density ``N(y; mean, var)``, kept unevaluated so it *displays* as
     :math:`\\mathcal{N}(y; \\mu, \\sigma^2)`; :func:`explicit` (which the derivation
-    engine applies before every check) replaces it by its formula."""
+    engine applies before every check) replaces it by its formula.
+
+    It claims no sign of its own beyond what its arguments give: it is positive only when
+    ``y`` and ``mean`` are real and ``var`` is positive, and a variance that is provably
+    not positive (zero, negative, non-real) is refused when the density is written.
+    """
 
     nargs = 3
 
+    @classmethod
+    def eval(cls, y, mean, var):
+        if var.is_positive is False or var.is_extended_real is False:
+            raise ValueError(f"a Gaussian density needs a positive variance, not {var}")
+        if y.is_extended_real is False or mean.is_extended_real is False:
+            raise ValueError(f"a Gaussian density of a real variable: N({y}; {mean}, {var})")
+        return None  # stays unevaluated
+
+    def _positive_by_arguments(self):
+        y, mean, var = self.args
+        if y.is_real and mean.is_real and var.is_positive:
+            return True
+        return None
+
     def _eval_is_positive(self):
-        return True
+        return self._positive_by_arguments()
 
     def _eval_is_real(self):
-        return True
+        return self._positive_by_arguments()
 
     def formula(self) -> sp.Expr:
         return normal_pdf(*self.args)
