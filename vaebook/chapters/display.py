@@ -2,7 +2,15 @@
 
 :func:`glue_math` stores an expression under a name so a chapter's Markdown can show it
 as a numbered, labelled equation with ``{glue:math}`` (MyST-NB) -- the displayed
-equation is then the checked SymPy object, never LaTeX typed by hand.
+equation is then the checked SymPy object, never LaTeX typed by hand. :func:`typeset`
+shows results as display math.
+
+Neither displays a relation the engine did not check: a relation is shown only when a
+checked :class:`~vaebook.symbolic.derivation.Derivation` established it, or (in
+:func:`typeset`) when both sides are SymPy expressions that the engine proves equal on
+the spot; a named value computed by the package (``\\mathbb{E}[z \\mid x]`` and its
+SymPy expression) is shown as computed. A relation typed as LaTeX is refused; a result
+quoted without a check belongs in the chapter's Markdown, marked not machine-checked.
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ from collections.abc import Sequence
 
 import sympy as sp
 
+import re
+
+from ..symbolic.derivation import Derivation, StepError, checked_relation
 from ..symbolic.notation import latex
 from ..symbolic.printing import WIDTH, latex_lines, tex_width
 
@@ -25,10 +36,32 @@ def _tex(obj) -> str:
     return latex(sp.sympify(obj))
 
 
-class LatexMath:
-    """A LaTeX string that Jupyter renders as display math (mime type ``text/latex``)."""
+#: a relation written in LaTeX (``:=``, a definition, is removed before looking)
+_TEX_RELATION = re.compile(r"(?<![:<>!\\])=(?!:)|\\(leq?|geq?|neq|approx|propto|lt|gt)\b|<|>")
 
-    def __init__(self, tex: str):
+
+def states_relation(tex: str) -> bool:
+    """Whether LaTeX ``tex`` states a relation (=, ≤, ≥, <, >, ≠, ≈, ∝)."""
+    tex = tex.replace(":=", "").replace(r"\coloneqq", "")
+    tex = re.sub(r"\\(left|right|big|Big)?[<>]", "", tex)
+    return bool(_TEX_RELATION.search(tex))
+
+
+_FROM_TYPESET = object()
+
+
+class LatexMath:
+    """A LaTeX string that Jupyter renders as display math (mime type ``text/latex``).
+    Made by :func:`typeset` (whose rows are checked or computed) or :func:`glue_math`;
+    one built by hand may state no relation."""
+
+    def __init__(self, tex: str, *, _made_by=None):
+        if _made_by is not _FROM_TYPESET and states_relation(tex):
+            raise TypeError(
+                "a relation typed as LaTeX is not checked: display a Derivation, a relation "
+                "it established, or typeset() rows; quote an unchecked result in the "
+                "chapter's Markdown, marked ':class: unchecked'"
+            )
         self.tex = tex
 
     def _repr_latex_(self) -> str:
@@ -39,24 +72,63 @@ class LatexMath:
 
 
 def glue_math(name: str, expr, *, display: bool = False) -> LatexMath:
-    """Glue ``expr`` (a SymPy expression/relation, an object with ``latex()``, or a
-    LaTeX string) under ``name`` for ``{glue:math}``; returns the glued object."""
+    """Glue ``expr`` under ``name`` for ``{glue:math}``; returns the glued object.
+
+    ``expr`` is a :class:`~vaebook.symbolic.derivation.Derivation` (its chain, steps
+    tagged ``[n]``), a relation that a checked derivation established (its
+    ``equation()``), a SymPy expression stating no relation, or what :func:`typeset`
+    made. A relation no derivation established, or LaTeX that states one, raises
+    ``TypeError``.
+    """
     from myst_nb import glue  # imported here: only chapters need it
 
-    if hasattr(expr, "latex") and callable(expr.latex):
-        # a Derivation: its steps tagged [n]; the reasons (with equation references that
-        # must render as numbers) are in the Markdown under the derivation's own output
-        tex = expr.latex(reasons=False)
-    elif isinstance(expr, sp.Basic):
-        tex = latex(expr)
+    if isinstance(expr, Derivation):
+        # its steps tagged [n]; the reasons (with equation references that must render
+        # as numbers) are in the Markdown under the derivation's own output
+        obj = LatexMath(expr.latex(reasons=False), _made_by=_FROM_TYPESET)
+    elif isinstance(expr, LatexMath):
+        obj = expr
+    elif isinstance(expr, (sp.Basic, bool, int, float)):
+        expr = sp.sympify(expr)
+        if isinstance(expr, (sp.Rel, sp.logic.boolalg.BooleanAtom)) and not checked_relation(expr):
+            raise TypeError(
+                f"glue_math({name!r}, ...): no checked derivation established this relation; "
+                "glue the Derivation or its equation(), or quote the result in Markdown, "
+                "marked ':class: unchecked'"
+            )
+        obj = LatexMath(_tex(expr), _made_by=_FROM_TYPESET)
     else:
-        tex = str(expr)
-    obj = LatexMath(tex)
+        obj = LatexMath(str(expr))  # LaTeX text: refused if it states a relation
     glue(name, obj, display=display)
     return obj
 
 
-def typeset(*rows, relation: str = "=") -> LatexMath:
+def _check_row(lhs, rhs, relation: str, family) -> None:
+    """Refuse a row that states an unchecked relation (see :func:`typeset`)."""
+    if isinstance(rhs, str) or isinstance(rhs, Derivation):
+        if isinstance(lhs, str) and isinstance(rhs, str) and relation not in ("\\in",):
+            raise TypeError(
+                f"typeset: '{lhs} {relation} {rhs}' relates two LaTeX strings, which nothing "
+                "checks; give the sides as SymPy expressions"
+            )
+        return
+    if isinstance(lhs, str):
+        return  # a named value, computed by the package: shown as computed
+    lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
+    if relation == "=":
+        Derivation(lhs, title="a typeset result", family=family).step(
+            rhs, because="the two sides of a typeset row"
+        )
+        return
+    ops = {r"\geq": sp.Ge, r"\leq": sp.Le, ">": sp.Gt, "<": sp.Lt}
+    if relation not in ops or not checked_relation(ops[relation](lhs, rhs, evaluate=False)):
+        raise StepError(
+            f"typeset: no checked derivation established {lhs} {relation} {rhs}; "
+            "derive it with Derivation.bound"
+        )
+
+
+def typeset(*rows, relation: str = "=", family=None) -> LatexMath:
     r"""Results as display math instead of printed Python: each row is
     ``(lhs, rhs)`` or ``(lhs, rhs, note)``, with ``lhs``/``rhs`` SymPy objects (printed
     in the book's notation and order) or LaTeX strings and ``note`` a short text, which
@@ -64,12 +136,19 @@ def typeset(*rows, relation: str = "=") -> LatexMath:
     wider than half the page gets a line of its own, the relation starting the next
     line. Display the result with ``display(...)`` or as a cell's last expression.
 
+    What a row may state: with both sides SymPy expressions, ``lhs = rhs`` is checked on
+    ``family`` (default: the expressions as written) before it is shown, and any other
+    relation must have been established by a checked derivation; a LaTeX name on the left
+    and a SymPy expression or number on the right is a value the package computed; two
+    LaTeX strings are refused (``StepError``/``TypeError``).
+
     >>> typeset((r"h(t)", sp.Symbol("t") - 1), relation="=").tex
     '\\begin{aligned}h(t) &= t - 1\\end{aligned}'
     """
     lines = []
     for row in rows:
         lhs, rhs, *note = row
+        _check_row(lhs, rhs, relation, family)
         rhs = rhs if isinstance(rhs, str) or not hasattr(rhs, "latex") else _tex(rhs)
         lhs = _tex(lhs)
         note_width = tex_width(note[0]) if note else 0
@@ -86,7 +165,8 @@ def typeset(*rows, relation: str = "=") -> LatexMath:
         lines.append(line)
         indent = r"\qquad" if wide else r"\quad"
         lines += [rf"& {indent} {part}" for part in parts[1:]]
-    return LatexMath(r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}")
+    tex = r"\begin{aligned}" + r" \\ ".join(lines) + r"\end{aligned}"
+    return LatexMath(tex, _made_by=_FROM_TYPESET)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
