@@ -108,11 +108,33 @@ def test_retraining_a_run_on_the_cpu_reproduces_its_metrics(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     fresh = json.loads((tmp_path / name / "metrics.json").read_text())["test"]
-    recorded = P.load(name).metrics["test"]
-    for key in ("elbo", "log_likelihood", "kl"):
-        assert abs(fresh[key] - recorded[key]) < P.TOLERANCE_RETRAIN, key
+    for key, _, _, tolerance, within in P.judge_retrained(name, fresh):
+        assert within, (key, tolerance)
     weights = load_file(str(tmp_path / name / "model.safetensors"))
     assert weights.keys() == load_file(str(P.PRETRAINED_DIR / name / "model.safetensors")).keys()
+
+
+def test_a_run_trained_with_another_seed_stream_is_judged_by_the_seed_spread(tmp_path):
+    """A run trained elsewhere (another device, another seed stream) is not bitwise the
+    committed one: it is judged by the seed-to-seed spread of its recipe. Here the recipe of
+    a committed run retrained on the CPU with another seed stands in for a GPU run; the
+    same tolerance refuses a run of another recipe (beta 4 instead of 1)."""
+    from vaebook.vae.config import TrainConfig
+    from vaebook.vae.train import train
+
+    name = "digits-L4-beta1-seed0"
+    spec = P.RUNS[name]
+    values = {**spec.config, "seed": 12345, "device": "cpu", "progress": False}
+    config = TrainConfig.from_dict({**values, "out_dir": str(tmp_path), "run_name": "x"})
+    train(config)
+    fresh = P.evaluate_run(name, spec, config, tmp_path / "x")["test"]
+    spread = P.seed_spread(name)
+    assert all(0 < spread[k] < 0.5 for k in P.SPREAD_KEYS), spread  # nats: a real spread
+    verdicts = P.judge_retrained(name, fresh)
+    assert all(within for *_, within in verdicts), verdicts
+    assert any(new != old for _, old, new, _, _ in verdicts)  # not a bitwise copy
+    other = P.load("digits-L4-beta4-seed0").metrics["test"]
+    assert not all(within for *_, within in P.judge_retrained(name, other))
 
 
 def test_reproduce_list_names_every_run(capsys):

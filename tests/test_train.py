@@ -36,6 +36,7 @@ def config(tmp_path, **overrides):
         progress=False,
         num_threads=1,
         seed=3,
+        device="cpu",
     )
     return TrainConfig(**{**base, **overrides})
 
@@ -64,6 +65,8 @@ def test_run_folder_layout_and_provenance(tmp_path):
     assert all(r["binarization"] == "dynamic" for r in metrics_rows(run))
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["device"] == "cpu" and prov["seed"] == 3 and prov["epochs"] == 2
+    gpu_facts = ("gpu_name", "cuda_version", "gpu_driver_version", "tf32")
+    assert all(prov[k] is None for k in gpu_facts)  # recorded, and None on the CPU
     assert (
         prov["vaebook_version"] == vaebook.__version__
         and prov["torch_version"] == torch.__version__
@@ -325,3 +328,47 @@ def test_linear_model_on_ppca_through_the_trainer(tmp_path):
 def test_config_values_of_the_wrong_type_or_range_are_refused(key, value):
     with pytest.raises(ConfigError, match=key):
         TrainConfig.from_dict({key: value})
+
+
+def snapshot(folder: Path) -> dict:
+    return {
+        p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_resuming_on_another_kind_of_device_is_refused_before_anything_is_touched(tmp_path):
+    """A checkpoint records the kind of device it was made on; resuming elsewhere is refused
+    with a command the CLI accepts, and the run folder is left exactly as it was (here a CPU
+    checkpoint relabelled as made on CUDA stands in for a GPU run; tests/test_cuda.py does it
+    for real)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    train(config(tmp_path, epochs=1))
+    run = tmp_path / "run"
+    path = run / "checkpoint.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    assert metadata["device_type"] == "cpu"
+    path.write_bytes(save(load_file(str(path)), metadata={**metadata, "device_type": "cuda"}))
+    before = snapshot(run)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    for extra in ([], ["--device", "cpu"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "vaebook", "train", "--resume", str(run), "--epochs", "2"]
+            + extra,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "made on cuda" in lines[0], result.stderr
+        advice = lines[0].split("`")[1]  # the command it suggests ...
+        assert advice.startswith("python -m vaebook train --resume")
+        from vaebook.cli import build_parser
+
+        build_parser().parse_args(advice.split()[3:])  # ... is one the CLI accepts
+        assert snapshot(run) == before

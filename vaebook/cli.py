@@ -228,10 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
     if args.resume is not None:
-        extra = sorted(set(flags) - {"epochs", "progress", "num_threads"})
+        extra = sorted(set(flags) - {"epochs", "progress", "num_threads", "device"})
         if extra or args.config is not None:
             raise ConfigError(
-                "--resume takes only --epochs/--no-progress/--threads, "
+                "--resume takes only --epochs/--no-progress/--threads/--device, "
                 f"not {', '.join(extra) or '--config'}"
             )
         config = load_config(args.resume)

@@ -66,8 +66,8 @@ def save_checkpoint(
 ) -> None:
     """Write checkpoint.safetensors atomically: weights (``model.*``), optimizer tensors
     (``optimizer.<param>.<name>``), RNG states (``rng.*``) and, in its metadata, the epoch,
-    the step and the optimizer's hyper-parameters. One file, so weights and trainer state
-    can never come from different epochs."""
+    the step, the kind of device it was made on and the optimizer's hyper-parameters. One
+    file, so weights and trainer state can never come from different epochs."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     scalars = {}
@@ -79,12 +79,14 @@ def save_checkpoint(
                 scalars[f"{param}.{name}"] = value
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.batch_generator"] = batch_gen.get_state().cpu()
-    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    device_type = batch_gen.device.type
+    cuda_states = torch.cuda.get_rng_state_all() if device_type == "cuda" else []
     for i, cuda_state in enumerate(cuda_states):
         tensors[f"rng.cuda.{i}"] = cuda_state
     metadata = {
         "epoch": str(epoch),
         "step": str(step),
+        "device_type": device_type,
         "cuda_devices": str(len(cuda_states)),
         "optimizer_param_groups": json.dumps(opt["param_groups"]),
         "optimizer_scalars": json.dumps(scalars),
@@ -114,10 +116,28 @@ def load_weights(run_dir: Path) -> tuple[dict[str, torch.Tensor], int]:
     raise CheckpointError(f"no checkpoint in {run_dir} ({WEIGHTS} and {CHECKPOINT} missing)")
 
 
+def checkpoint_device_type(run_dir: Path) -> str | None:
+    """The kind of device (``cpu``, ``cuda``) the run's checkpoint was made on, read from its
+    metadata alone; None when the run has no checkpoint yet."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"cannot read {path} (truncated or corrupt?): {str(e).splitlines()[0]}"
+        ) from None
+    if "device_type" not in metadata:
+        raise CheckpointError(f"{path} is not a vaebook checkpoint (missing 'device_type')")
+    return metadata["device_type"]
+
+
 def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(weights, trainer state) from checkpoint.safetensors; CheckpointError if absent or
     corrupt. The state holds ``epoch``, ``step``, ``optimizer`` (a state dict),
-    ``torch_rng``, ``cuda_rng`` and ``batch_generator``."""
+    ``torch_rng``, ``cuda_rng``, ``batch_generator`` and ``device_type``."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"no checkpoint in {run_dir} ({CHECKPOINT} missing)")
@@ -141,6 +161,7 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
             "torch_rng": tensors["rng.torch"],
             "cuda_rng": [tensors[f"rng.cuda.{i}"] for i in range(int(metadata["cuda_devices"]))],
             "batch_generator": tensors["rng.batch_generator"],
+            "device_type": metadata["device_type"],
         }
     except (KeyError, ValueError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path} is not a vaebook checkpoint (missing or bad {e})") from None
@@ -216,18 +237,48 @@ def load_run(
     return config, model.to(device).eval(), data
 
 
+def device_facts(device: torch.device) -> dict:
+    """What the trainer ran on: the device's name and, on CUDA, the GPU, the CUDA and driver
+    versions and whether float32 matrix products may use TF32 (None on the CPU)."""
+    facts = {"gpu_name": None, "cuda_version": None, "gpu_driver_version": None, "tf32": None}
+    if device.type == "cuda":
+        facts |= {
+            "gpu_name": torch.cuda.get_device_name(device),
+            "cuda_version": torch.version.cuda,
+            "gpu_driver_version": gpu_driver_version(),
+            # "highest" keeps float32 products in float32; "high"/"medium" allow TF32/bf16
+            "tf32": torch.get_float32_matmul_precision() != "highest",
+        }
+        name = facts["gpu_name"]
+    else:
+        cpu = platform.processor() or platform.machine()
+        name = f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
+    return {"device": str(device), "device_name": name, **facts}
+
+
+def gpu_driver_version() -> str | None:
+    """The NVIDIA driver's version from ``nvidia-smi``, or None where it cannot be read."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
 def provenance(
     config: TrainConfig, device: torch.device, wall: float, bf16: bool, resumed_from: int | None
 ) -> dict:
     """What actually ran: the device that trained, versions, seed, epochs, wall time."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        cpu = platform.processor() or platform.machine()
-        name = f"{device.type} ({cpu}, {torch.get_num_threads()} threads)"
     return {
-        "device": str(device),
-        "device_name": name,
+        **device_facts(device),
         "torch_version": torch.__version__,
         "vaebook_version": __version__,
         "python_version": platform.python_version(),

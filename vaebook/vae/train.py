@@ -25,6 +25,7 @@ from .checkpoint import (
     WEIGHTS,
     CheckpointError,
     atomic_write_bytes,
+    checkpoint_device_type,
     atomic_write_json,
     load_checkpoint,
     model_for,
@@ -172,7 +173,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     config, run_dir = open_run_folder(config, resume)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    device = select_device(config.device)
+    device = resume_device(run_dir, config.device) if resume else select_device(config.device)
     seed_everything(config.seed)
     data = load_dataset(
         config.dataset, config.data_dir, config.binarize, config.seed, config.test_fraction
@@ -287,6 +288,34 @@ def open_run_folder(config: TrainConfig, resume: bool) -> tuple[TrainConfig, Pat
     return config, run_dir
 
 
+def resume_device(run_dir: Path, requested: str) -> torch.device:
+    """The device a run resumes on: the kind its checkpoint was made on (a run resumes bitwise
+    only there), or ``requested`` if it is of that kind. Refused, before any file of the run is
+    touched, with a command that works: another kind of device, or one this machine lacks."""
+    made_on = checkpoint_device_type(run_dir)
+    if made_on is None:  # killed before its first checkpoint: nothing to match
+        return select_device(requested)
+    if requested == "auto":
+        requested = made_on
+    try:
+        device = select_device(requested)
+    except ConfigError:
+        if requested.split(":")[0] != made_on:
+            raise
+        raise ConfigError(
+            f"the checkpoint in {run_dir} was made on {made_on}, which this machine does not "
+            f"have; a run resumes only on the kind of device it was trained on: run "
+            f"`python -m vaebook train --resume {run_dir}` on a machine with {made_on}"
+        ) from None
+    if device.type != made_on:
+        raise ConfigError(
+            f"the checkpoint in {run_dir} was made on {made_on}, not {device.type}; a run "
+            f"resumes only on the kind of device it was trained on: "
+            f"`python -m vaebook train --resume {run_dir} --device {made_on}`"
+        )
+    return device
+
+
 def start_run_folder(run_dir: Path, config: TrainConfig) -> tuple[int, int, float]:
     """Create the folder of a new run with its config; returns ``(epoch, step, wall) = 0``."""
     try:
@@ -324,10 +353,10 @@ def restore_checkpoint(run_dir: Path, model, optimizer, batch_gen) -> tuple[int,
         ) from None
     try:
         batch_gen.set_state(state["batch_generator"])
-    except RuntimeError:
+    except RuntimeError:  # resume_device() refuses this before; a forged checkpoint gets here
         raise CheckpointError(
-            f"the checkpoint in {run_dir} was made on another kind of device than "
-            f"{batch_gen.device.type}; resume it with the --device it was trained on"
+            f"the batch generator state in {run_dir} is not one of a "
+            f"{batch_gen.device.type} generator"
         ) from None
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
