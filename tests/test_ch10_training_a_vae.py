@@ -123,3 +123,24 @@ def test_image_figures_fit_the_column():
     assert fig.get_figwidth() <= 6.8 + 1e-9
     fig = ch10.plot_latent_space(torch.randn(30, 2), torch.arange(30) % 10, path=torch.randn(4, 2))
     assert fig.get_figwidth() <= 6.8 + 1e-9
+
+
+def test_trained_on_says_the_device_in_words():
+    """The provenance strings the checkpoint writer records (a CPU with its thread count, a
+    CUDA device by name) become words; a provenance without a device is refused."""
+    cpu = {"device": "cpu", "device_name": "cpu (x86_64, 1 threads)"}
+    assert ch10.trained_on(cpu) == "one CPU thread"
+    assert ch10.trained_on({**cpu, "device_name": "cpu (aarch64, 4 threads)"}) == "four CPU threads"
+    assert ch10.trained_on({**cpu, "device_name": "cpu (x, 64 threads)"}) == "64 CPU threads"
+    gpu = {"device": "cuda:0", "device_name": "NVIDIA H200"}
+    assert ch10.trained_on(gpu) == "a GPU (NVIDIA H200)"
+    with pytest.raises(ValueError):
+        ch10.trained_on({"device": "mps", "device_name": "?"})
+    with pytest.raises(ValueError):
+        ch10.trained_on({"device": "cuda:0"})
+
+
+def test_format_number_uses_a_typographic_minus():
+    assert ch10.format_number(-1.5) == "\u22121.50"
+    assert ch10.format_number(2.5, 1) == "2.5"
+    assert "-" not in ch10.format_number(-0.001, 4)

@@ -7,6 +7,8 @@ as it was).
 
 - :func:`source_block` -- a function's source as a Markdown code block (the objective the
   trainer calls, printed from the package).
+- :func:`trained_on` -- where a run was trained, in words, from its provenance.
+- :func:`format_number` -- a number rounded for the page, with a typographic minus.
 - :func:`history_curves` -- the learning curves of a run's ``history`` as arrays.
 - :func:`metrics_table` -- recorded train/test metrics as a Markdown table, nats and bits
   per dimension.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -32,6 +35,8 @@ from ..vae.objectives import bits_per_dim
 
 __all__ = [
     "source_block",
+    "trained_on",
+    "format_number",
     "history_curves",
     "metrics_table",
     "reconstruct",
@@ -62,7 +67,31 @@ def history_curves(history: Sequence[dict]) -> dict[str, np.ndarray]:
     return {k: np.array([row[k] for row in history], dtype=float) for k in keys}
 
 
-def _fmt(value: float, digits: int) -> str:
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
+def trained_on(provenance: dict) -> str:
+    """Where a run was trained, in words, from its provenance: ``"one CPU thread"``,
+    ``"four CPU threads"``, ``"a GPU (NVIDIA H200)"`` (the device name a CUDA run recorded).
+    Raises ``ValueError`` for a provenance that names no device."""
+    device = str(provenance.get("device", ""))
+    name = str(provenance.get("device_name", ""))
+    if device.startswith("cuda"):
+        if not name:
+            raise ValueError("the provenance names no GPU")
+        return f"a GPU ({name})"
+    if device.startswith("cpu") or name.startswith("cpu"):
+        match = re.search(r"(\d+) threads?\)", name)
+        if match is None:
+            return "the CPU"
+        n = int(match.group(1))
+        words = _NUMBERS[n] if n < len(_NUMBERS) else str(n)
+        return f"{words} CPU thread{'s' if n != 1 else ''}"
+    raise ValueError(f"the provenance names no device it was trained on: {device!r}")
+
+
+def format_number(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals and a typographic minus (−, not a hyphen)."""
     return f"{value:.{digits}f}".replace("-", "\u2212")
 
 
@@ -90,7 +119,7 @@ def metrics_table(metrics: dict, digits: int = 2) -> str:
         cells = []
         for s in splits:
             value, se = metrics[s][key], metrics[s].get(f"{key}_stderr")
-            cells.append(_fmt(value, digits) + (f" ± {se:.{digits}f}" if se is not None else ""))
+            cells.append(format_number(value, digits) + (f" ± {se:.{digits}f}" if se is not None else ""))
         for s in splits:
             value = metrics[s][key]
             # the KL is a cost and reconstruction a log-likelihood: bits of each, as stored
