@@ -145,8 +145,8 @@ def test_conclude_and_equation():
 
 
 def test_displayed_normal_density_is_checked_by_its_formula():
-    from vaebook.symbolic.families import normal_pdf
-    from vaebook.symbolic.notation import Normal, explicit, latex
+    from vaebook.symbolic.notation import Normal, explicit, normal_pdf
+    from vaebook.symbolic.printing import book_latex as latex
 
     m = sp.Symbol("m", real=True)
     v = sp.Symbol("v", positive=True)

@@ -20,7 +20,9 @@ from vaebook.chapters.ch07_forward_reverse_kl import (
     reverse_kl,
 )
 from vaebook.symbolic.derivation import Derivation, StepError
-from vaebook.symbolic.families import GaussianIntegrals, gaussian_integral, normal_pdf
+from vaebook.symbolic.families import GaussianIntegrals
+from vaebook.symbolic.gaussian import gaussian_integral
+from vaebook.symbolic.notation import normal_pdf
 
 TARGET = GaussianMixture1D.bimodal(5.0, left_weight=0.3)
 

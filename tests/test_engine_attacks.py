@@ -17,9 +17,9 @@ from vaebook.symbolic.families import (
     FiniteLatent,
     GaussianIntegrals,
     LinearGaussian,
-    gaussian_expectation,
-    normal_pdf,
 )
+from vaebook.symbolic.gaussian import gaussian_expectation
+from vaebook.symbolic.notation import normal_pdf
 
 x = sp.Symbol("x", positive=True)
 

@@ -9,12 +9,9 @@ import torch
 from scipy import integrate
 
 from vaebook.symbolic import notation as N
-from vaebook.symbolic.families import (
-    FiniteLatent,
-    LinearGaussian,
-    gaussian_moment,
-    normal_pdf,
-)
+from vaebook.symbolic.families import FiniteLatent, LinearGaussian
+from vaebook.symbolic.gaussian import gaussian_moment
+from vaebook.symbolic.notation import normal_pdf
 
 
 def _probabilities(rng, K):

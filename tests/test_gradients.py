@@ -17,7 +17,8 @@ from vaebook.chapters.ch08_reparameterisation import (
     torch_function,
     variance_with_stderr,
 )
-from vaebook.symbolic.families import gaussian_expectation, normal_pdf
+from vaebook.symbolic.gaussian import gaussian_expectation
+from vaebook.symbolic.notation import normal_pdf
 
 z, mu = sp.symbols("z mu", real=True)
 sigma = sp.Symbol("sigma", positive=True)

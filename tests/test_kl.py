@@ -11,13 +11,9 @@ from torch.distributions import Normal, kl_divergence
 
 from vaebook.symbolic.certificates import log_tangent_lemma
 from vaebook.symbolic.derivation import Derivation, StepError
-from vaebook.symbolic.families import (
-    FiniteLatent,
-    LinearGaussian,
-    gaussian_kl,
-    normal_pdf,
-)
-from vaebook.symbolic.notation import KL_prior
+from vaebook.symbolic.families import FiniteLatent, LinearGaussian
+from vaebook.symbolic.gaussian import gaussian_kl
+from vaebook.symbolic.notation import KL_prior, normal_pdf
 
 m1, m2 = sp.symbols("m_1 m_2", real=True)
 v1, v2 = sp.symbols("v_1 v_2", positive=True)

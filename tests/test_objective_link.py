@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vaebook.chapters.ch06_reconstruction_regularisation import check_training_objective
-from vaebook.symbolic.families import normal_pdf
+from vaebook.symbolic.notation import normal_pdf
 from vaebook.vae import objectives
 from vaebook.vae.models import VAE
 from vaebook.vae.train import make_train_step

@@ -276,7 +276,8 @@ def test_finite_family_derivative_in_q_is_the_constrained_partial_derivative():
 
 
 def test_gaussian_integrals_match_numerical_quadrature_and_reject_other_integrands():
-    from vaebook.symbolic.families import gaussian_integrals, normal_pdf
+    from vaebook.symbolic.gaussian import gaussian_integrals
+    from vaebook.symbolic.notation import normal_pdf
 
     z1, z2 = sp.symbols("z_1 z_2", real=True)
     vals = {"m1": 0.3, "v1": 0.7, "m2": -1.1, "v2": 1.9}

@@ -274,7 +274,9 @@ def convex_minimum(f, x: sp.Symbol, note: str = "") -> Nonneg:
         try:
             where = continuous_domain(g, x, domain)
         except (NotImplementedError, ValueError, TypeError) as err:
-            raise StepError(f"cannot show that {g} is continuous for every allowed {x}: {err}")
+            raise StepError(
+                f"cannot show that {g} is continuous for every allowed {x}: {err}"
+            ) from None
         if where != domain:
             raise StepError(
                 f"{g} is not continuous on the whole domain of {x} ({domain}): "

@@ -16,26 +16,17 @@ Two families give the abstract notation of :mod:`vaebook.notation` a concrete me
 
 Both expose ``log_joint``, ``log_evidence``, ``posterior``, ``E_q`` and ``interpret``.
 
-Two further families check derivations written in concrete symbols:
-
-:class:`Concrete`
-    Expressions stand for themselves: a step holds for every value of its symbols that
-    their assumptions allow. Display symbols may stand for given expressions
-    (``definitions``), which a derivation shows with its steps ("where ...").
-
-:class:`GaussianIntegrals`
-    :class:`Concrete`, and every integral over the real line is evaluated exactly by
-    :func:`gaussian_integral` -- only integrals proved finite under the symbols'
-    assumptions are evaluated; any other integral is refused.
+Two further families, :class:`~vaebook.symbolic.concrete.Concrete` and
+:class:`~vaebook.symbolic.concrete.GaussianIntegrals` (defined in
+:mod:`vaebook.symbolic.concrete`, importable from here), check derivations written in
+concrete symbols.
 
 :class:`Family` is the base of all of them, and the only interpretation a
 :class:`~vaebook.symbolic.derivation.Derivation` accepts. New families are defined in
-this module only.
+these two modules only.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import sympy as sp
 
@@ -44,7 +35,12 @@ from .certificates import (
     Nonneg,
     jensen_log_certificate,
     log_tangent_lemma,
-    satisfies_assumptions,
+)
+from .gaussian import (  # noqa: F401 - gaussian_integrals, gaussian_kl: moved, see gaussian
+    gaussian_expectation,
+    gaussian_integral,
+    gaussian_integrals,
+    gaussian_kl,
 )
 from .notation import normal_pdf
 
@@ -54,74 +50,20 @@ __all__ = [
     "LinearGaussian",
     "Concrete",
     "GaussianIntegrals",
-    "normal_pdf",
-    "gaussian_kl",
-    "gaussian_moment",
-    "gaussian_expectation",
-    "gaussian_integral",
     "jensen_gap_certificate",
-    "gaussian_integrals",
 ]
 
 
-def gaussian_moment(n: int, mean, var) -> sp.Expr:
-    """``E[y^n]`` for ``y ~ N(mean, var)``: expand ``(mean + sqrt(var) e)^n`` and use
-    ``E[e^j] = (j-1)!!`` for even ``j`` (0 for odd ``j``) of a standard normal ``e``."""
-    e = sp.Symbol("e", real=True)
-    poly = sp.Poly(sp.expand((mean + sp.sqrt(var) * e) ** n), e)
-    return sp.expand(
-        sum(c * (sp.factorial2(j - 1) if j % 2 == 0 else 0) for (j,), c in poly.terms())
-    )
-
-
-def gaussian_expectation(poly, y: sp.Symbol, mean, var) -> sp.Expr:
-    """``E[poly(y)]`` for ``y ~ N(mean, var)``, exactly: the polynomial's coefficients
-    times the moments :func:`gaussian_moment`. The one implementation of a Gaussian
-    expectation of a polynomial (the families, :func:`gaussian_integral` and the
-    chapters use it). Raises ``ValueError`` if ``poly`` is not a polynomial in ``y``."""
-    poly = sp.expand(sp.sympify(poly))
-    if not poly.is_polynomial(y):
-        raise ValueError(f"not a polynomial in {y}: {poly}")
-    terms = sp.Poly(poly, y).terms()
-    return sp.expand(sp.Add(*(c * gaussian_moment(j, mean, var) for (j,), c in terms)))
-
-
-def gaussian_integral(f, var: sp.Symbol) -> sp.Expr:
-    """``∫_{-oo}^{oo} f d(var)`` exactly, for ``f`` a sum of terms
-    ``polynomial(var) * exp(a var^2 + b var + c)`` with ``a < 0`` (provably).
-
-    Each term is ``sqrt(pi/-a) exp(c - b^2/(4a)) E[polynomial(y)]`` with
-    ``y ~ N(-b/(2a), -1/(2a))``, the moments from :func:`gaussian_moment`.
-    Raises ``ValueError`` for any other integrand.
-    """
-    total = sp.Integer(0)
-    for term in sp.Add.make_args(sp.expand(sp.expand_log(sp.expand(sp.sympify(f))))):
-        factors = sp.Mul.make_args(term)
-        exps = [u for u in factors if isinstance(u, sp.exp)]
-        rest = sp.Mul(*[u for u in factors if not isinstance(u, sp.exp)])
-        exponent = sp.expand(sp.Add(*[u.args[0] for u in exps]))
-        if not (rest.is_polynomial(var) and exponent.is_polynomial(var)):
-            raise ValueError(f"not polynomial x exp(quadratic) in {var}: {term}")
-        if sp.degree(exponent, var) != 2:
-            raise ValueError(f"exponent is not quadratic in {var}: {exponent}")
-        a, b, c = (exponent.coeff(var, j) for j in (2, 1, 0))
-        if not a.is_negative:
-            raise ValueError(f"cannot show the integral converges: {var}^2 coefficient {a}")
-        moments = gaussian_expectation(rest, var, -b / (2 * a), -1 / (2 * a))
-        total += sp.sqrt(sp.pi / -a) * sp.exp(c - b**2 / (4 * a)) * moments
-    return total
-
-
-def gaussian_kl(m1, v1, m2, v2) -> sp.Expr:
-    """``KL(N(m1, v1) || N(m2, v2))`` in closed form (derived in the KL chapter)."""
-    return (sp.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1) / 2
+#: the only modules that define families
+_FAMILY_MODULES = frozenset({__name__, "vaebook.symbolic.concrete"})
 
 
 class Family:
     """A model family: what the notation of a derivation means, where it is checked.
 
     The only interpretation a :class:`~vaebook.symbolic.derivation.Derivation` accepts.
-    Subclasses are defined in this module only (a family defined elsewhere raises
+    Subclasses are defined in this module and :mod:`~vaebook.symbolic.concrete` only
+    (a family defined elsewhere raises
     ``TypeError``), so no caller-made "interpretation" can make a false step pass.
 
     ``name`` names the family in verdicts; ``model`` is true for the model families
@@ -135,7 +77,7 @@ class Family:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__module__ != __name__:
+        if cls.__module__ not in _FAMILY_MODULES:
             raise TypeError(
                 f"model families are defined in {__name__} only; {cls.__qualname__} is not one"
             )
@@ -215,9 +157,6 @@ class Family:
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
-
-
-_Family = Family  # the former private name
 
 
 class FiniteLatent(Family):
@@ -410,7 +349,8 @@ class LinearGaussian(Family):
     def kl_nonneg(self, m1, v1, m2, v2) -> Nonneg:
         """``KL(N(m1,v1) || N(m2,v2)) = h(v1/v2)/2 + (m1-m2)^2/(2 v2) >= 0``."""
         h = log_tangent_lemma()
-        total = h.at(v1 / v2).scale(sp.Rational(1, 2)) + Nonneg.by_assumptions((m1 - m2) ** 2 / (2 * v2))
+        square = Nonneg.by_assumptions((m1 - m2) ** 2 / (2 * v2))
+        total = h.at(v1 / v2).scale(sp.Rational(1, 2)) + square
         return total._named(
             r"Gibbs' inequality: the Gaussian KL is "
             r"$\frac{1}{2} h(v_1 / v_2) + \frac{(m_1 - m_2)^2}{2 v_2}$ "
@@ -448,136 +388,6 @@ def jensen_gap_certificate(family) -> Nonneg:
     raise TypeError(f"no Jensen certificate for {family!r}")
 
 
-def gaussian_integrals(expr, densities: dict) -> sp.Expr:
-    """Evaluate every ``Integral(f, (z_j, -oo, oo), ...)`` in ``expr`` exactly, as iterated
-    one-dimensional Gaussian integrals (Fubini), innermost variable first.
-
-    ``densities`` maps each integration variable ``z_j`` to ``(mean_j, var_j)``. For each
-    variable the integrand must be ``N(z_j; mean_j, var_j)`` times a polynomial in
-    ``z_j`` (after expanding logarithms); its Gaussian expectation is then
-    :func:`gaussian_expectation`. Anything else raises ``ValueError``.
-    """
-
-    def one(f, var):
-        mean, v = densities[var]
-        g = sp.expand(sp.expand_log(f / normal_pdf(var, mean, v), force=True))
-        if not g.is_polynomial(var):
-            raise ValueError(f"integrand is not N({var}; ...) times a polynomial in {var}")
-        return gaussian_expectation(g, var, mean, v)
-
-    def evaluate(integral):
-        f = integral.function
-        for lim in integral.limits:
-            if len(lim) != 3 or lim[1] != -sp.oo or lim[2] != sp.oo:
-                raise ValueError(f"only integrals over the real line: {lim}")
-            f = one(f, lim[0])
-        return f
-
-    return sp.sympify(expr).replace(lambda e: isinstance(e, sp.Integral), evaluate)
-
-
-def _as_defined(symbols) -> str:
-    """``", where A and B are as defined"`` (empty without definitions)."""
-    names = [str(s) for s in symbols]
-    if not names:
-        return ""
-    if len(names) == 1:
-        return f", where {names[0]} is as defined"
-    return ", where " + ", ".join(names[:-1]) + f" and {names[-1]} are as defined"
-
-
-class Concrete(Family):
-    """Expressions stand for themselves: a step checked here holds for every value of its
-    symbols that their assumptions allow.
-
-    ``definitions`` maps display symbols (``N_1``, ``f(z)``) to the expressions they
-    stand for; they are substituted before every check and shown with the derivation
-    ("where ..."), so the reader sees exactly what was checked. Unevaluated integrals are
-    refused (use :class:`GaussianIntegrals`); derivatives are evaluated.
-    """
-
-    name = "expressions as written"
-    model = False
-
-    def __init__(self, definitions: Mapping | None = None):
-        definitions = dict(definitions or {})
-        for key in definitions:
-            if not isinstance(key, sp.Symbol):
-                raise TypeError(f"a definition names a symbol, not {key!r}")
-        self._definitions = {k: sp.sympify(v) for k, v in definitions.items()}
-        # substitute until nothing changes: a definition may use other display symbols
-        resolved = self._definitions
-        for _ in range(len(resolved) + 1):
-            done = {k: v.xreplace(resolved) for k, v in resolved.items()}
-            if done == resolved:
-                break
-            resolved = done
-        else:
-            raise ValueError("circular definitions")
-        self._resolved = resolved
-        for key, value in resolved.items():
-            missing = satisfies_assumptions(value, key)
-            if missing:
-                raise ValueError(
-                    f"the definition {key} := {self._definitions[key]} contradicts the symbol "
-                    f"it defines: cannot show that it is {', '.join(missing)}, as {key} is declared"
-                )
-
-    def definitions(self) -> dict:
-        return dict(self._definitions)
-
-    def symbols(self) -> dict:
-        return {k.name: k for k in self._definitions}
-
-    @property
-    def where(self) -> str:
-        return f"for all values of its symbols{_as_defined(self._definitions)}"
-
-    def _substitute(self, expr) -> sp.Expr:
-        return N.explicit(sp.sympify(expr).xreplace(self._resolved))
-
-    def _integrals(self, expr) -> sp.Expr:
-        if expr.has(sp.Integral):
-            raise ValueError(
-                "an integral cannot be checked on expressions as written; "
-                "use the GaussianIntegrals family, which proves it finite"
-            )
-        return expr
-
-    def interpret(self, expr) -> sp.Expr:
-        self._check_derivatives(self._substitute(expr))
-        return self._derivatives(self._integrals(self._substitute(expr)))
-
-
-class GaussianIntegrals(Concrete):
-    """:class:`Concrete`, with every integral over the whole real line evaluated exactly
-    by :func:`gaussian_integral` (innermost first, one variable at a time, derivatives
-    inside the integrand evaluated first). An integrand that is not a polynomial times
-    the exponential of a quadratic with provably negative leading coefficient -- so an
-    integral not proved finite under the symbols' assumptions -- is refused
-    (``ValueError``)."""
-
-    name = "exact Gaussian integrals"
-
-    @property
-    def where(self) -> str:
-        return f"by exact Gaussian integration{_as_defined(self._definitions)}"
-
-    def _integrals(self, expr) -> sp.Expr:
-        while True:
-            inner = [i for i in expr.atoms(sp.Integral) if not i.args[0].has(sp.Integral)]
-            if not inner:
-                return expr
-            done = {}
-            for integral in inner:
-                f = self._derivatives(integral.function)
-                for lim in integral.limits:  # Fubini, innermost variable first
-                    if len(lim) != 3 or tuple(lim[1:]) != (-sp.oo, sp.oo):
-                        raise ValueError(f"only integrals over the real line: {integral}")
-                    f = gaussian_integral(f, lim[0])
-                done[integral] = f
-            expr = expr.xreplace(done)
-
-    # legacy call style: ``GaussianIntegrals(...)(expr)``
-    def __call__(self, expr) -> sp.Expr:
-        return self.interpret(expr)
+# The families of concrete expressions live in their own module; they are families all the
+# same, and a derivation names them like the others.
+from .concrete import Concrete, GaussianIntegrals  # noqa: E402 - after Family, which they extend

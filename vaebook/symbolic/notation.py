@@ -30,7 +30,6 @@ __all__ = [
     "LATEX_NAMES",
     "integral",
     "expectation",
-    "latex",
     "expand_definitions",
     "Z_DEPENDENT",
     "Normal",
@@ -94,15 +93,6 @@ DEFINITIONS = {
 def expand_definitions(expr) -> sp.Expr:
     """Replace ``ELBO``, ``KL_post``, ``KL_prior`` by their defining integrals."""
     return sp.sympify(expr).xreplace(DEFINITIONS)
-
-
-def latex(expr, **kwargs) -> str:
-    """LaTeX of an expression in the book's notation, printed in the book's order
-    (:class:`~vaebook.symbolic.printing.BookLatexPrinter`: ``\\log p(x)``, ``z - m``)."""
-    from .printing import book_latex  # printing imports this module
-
-    names = {**LATEX_NAMES, **kwargs.pop("symbol_names", {})}
-    return book_latex(expr, symbol_names=names, **kwargs)
 
 
 def normal_pdf(y, mean, var) -> sp.Expr:

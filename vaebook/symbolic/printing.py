@@ -21,6 +21,8 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 
+from .notation import LATEX_NAMES
+
 __all__ = ["BookLatexPrinter", "book_latex", "tex_width", "latex_lines", "WIDTH"]
 
 #: the width of math that fits the text column (sphinx-book-theme at 1280 px), in the
@@ -75,9 +77,8 @@ class BookLatexPrinter(LatexPrinter):
 
 
 def book_latex(expr, symbol_names=None, **settings) -> str:
-    """LaTeX of ``expr`` printed by :class:`BookLatexPrinter`."""
-    from .notation import LATEX_NAMES
-
+    """LaTeX of ``expr`` in the book's notation (``\\log p(x)``, ``\\mathcal{L}(q)``),
+    printed by :class:`BookLatexPrinter`; ``symbol_names`` adds display names."""
     names = {**LATEX_NAMES, **(symbol_names or {})}
     return BookLatexPrinter({"symbol_names": names, **settings}).doprint(expr)
 
@@ -158,8 +159,6 @@ def latex_lines(expr, symbol_names=None, width: float = WIDTH) -> list[str]:
     :class:`BookLatexPrinter`); the lines after the first start with ``+``/``-`` and
     should be indented by the caller (``\\quad``). Anything else stays one line.
     """
-    from .notation import LATEX_NAMES
-
     printer = BookLatexPrinter({"symbol_names": {**LATEX_NAMES, **(symbol_names or {})}})
     whole = printer.doprint(expr)
     if tex_width(whole) <= width:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 
-from .errors import StepError
-
 __all__ = ["check_text", "check_tex_name"]
 
 _ROLE = re.compile(r"\{(eq|numref|ref|doc|cite|cite:p|cite:t|prf:ref)\}`[A-Za-z0-9_:.\-/]+`")
@@ -52,7 +50,9 @@ def check_text(text, what: str) -> str:
     if "$$" in text:
         raise ValueError(f"{what} may not contain display math ($$): {text!r}")
     if _VERDICT_WORDS.search(text):
-        raise ValueError(f"{what} may not speak of verification; the engine's verdict does: {text!r}")
+        raise ValueError(
+            f"{what} may not speak of verification; the engine's verdict does: {text!r}"
+        )
     parts = _ROLE.sub("ROLE", text).split("$")
     if len(parts) % 2 == 0:
         raise ValueError(f"{what} has an unclosed inline math '$': {text!r}")

@@ -1,0 +1,135 @@
+"""Honest symbols: what a derivation lets into its chain, and how it prints them.
+
+A :class:`SymbolTable` belongs to one derivation. It admits a symbol only if it is the
+notation's or the family's own symbol when it carries such a name, shares its name and its
+printed form with no other symbol, and is neither named nor printed like a number; it
+refuses display names that would rename the notation or a family parameter, or print as
+more than a name. It also states the assumptions on the author's own symbols that a
+verdict relies on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+
+from .errors import StepError
+from .notation import LATEX_NAMES, NOTATION
+from .printing import book_latex
+from .text import check_tex_name
+
+__all__ = ["SymbolTable"]
+
+
+_NUMBER_NAME = re.compile(
+    r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?\d+/\d+|[-+]?(oo|inf|infinity|nan|zoo)"
+    r"|pi|E|I|\\pi|\\infty|e|i|\\mathrm\{?e\}?|\\mathrm\{?i\}?",
+    re.I,
+)
+
+
+def _printed(tex: str) -> str:
+    """A printed form with the spacing and grouping that do not show removed."""
+    tex = re.sub(r"\\(left|right|big|Big|bigg|Bigg)(?![A-Za-z])", "", tex)
+    tex = re.sub(r"\\[,;:!]|\\quad|\\qquad|\\ ", "", tex)
+    tex = re.sub(r"\\(mathit|mathrm|operatorname)\{([^{}]*)\}", r"\2", tex)
+    return re.sub(r"[\s{}]", "", tex)
+
+
+_ASSUMPTION_TEX = (
+    ("positive", "{} > 0"),
+    ("negative", "{} < 0"),
+    ("nonnegative", r"{} \geq 0"),
+    ("nonpositive", r"{} \leq 0"),
+    ("integer", "{} \\in \\mathbb{{Z}}"),
+    ("real", r"{} \in \mathbb{{R}}"),
+    ("nonzero", r"{} \neq 0"),
+)
+
+
+def _assumption_tex(sym: sp.Symbol, tex: str) -> str | None:
+    """The strongest stated assumption of ``sym`` as LaTeX (``x > 0``), or ``None``."""
+    facts = sym.assumptions0
+    for name, pattern in _ASSUMPTION_TEX:
+        if facts.get(name):
+            return pattern.format(tex)
+    return None
+
+
+def _facts(sym) -> str:
+    facts = getattr(sym, "assumptions0", {})
+    shown = [k for k in ("positive", "nonnegative", "negative", "real", "integer") if facts.get(k)]
+    return ", ".join(shown) or "no assumptions"
+
+
+class SymbolTable:
+    """The symbols of one derivation on one family, and their display names."""
+
+    def __init__(self, family, latex_names: Mapping | None = None):
+        self.family = family
+        self.reserved = {**{s.name: s for s in NOTATION}, **family.symbols()}
+        self.names = self._check_latex_names(latex_names)
+        self.symbols: dict = {}  # name -> the one symbol of that name
+        self.author_symbols: dict = {}  # symbols neither the notation's nor the family's
+
+    def _check_latex_names(self, latex_names) -> dict:
+        names = dict(LATEX_NAMES)
+        for key, tex in dict(latex_names or {}).items():
+            if not isinstance(key, sp.Symbol):
+                raise TypeError(f"latex_names renames symbols, not {key!r}")
+            if key.name in self.reserved:
+                if tex == names.get(key):
+                    continue  # the notation's own name, unchanged
+                owner = "a notation object" if key in NOTATION else "a family parameter"
+                raise ValueError(f"latex_names may not change how {key} prints: it is {owner}")
+            names[key] = check_tex_name(tex, f"the display name of {key}")
+        return names
+
+    def tex(self, expr) -> str:
+        return book_latex(expr, symbol_names=self.names)
+
+    def admit(self, expr, what: str) -> None:
+        """Refuse a symbol of ``expr`` that pretends to be another (module docstring)."""
+        expr = sp.sympify(expr)
+        if not isinstance(expr, sp.Basic):
+            return
+        printed = {_printed(self.tex(s)): s for s in self.reserved.values()}
+        printed.update({_printed(self.tex(s)): s for s in self.symbols.values()})
+        objects = expr.atoms(sp.Symbol) | expr.atoms(AppliedUndef)
+        for sym in sorted(objects, key=sp.srepr):
+            label = f"{what}: the symbol {sym}"
+            if isinstance(sym, sp.Dummy):
+                raise StepError(f"{label} is a Dummy, which prints like an ordinary symbol")
+            name = sym.name if isinstance(sym, sp.Symbol) else str(sym)
+            tex = self.tex(sym)
+            check_tex_name(tex, label + " prints as")
+            if _NUMBER_NAME.fullmatch(name.strip()) or _NUMBER_NAME.fullmatch(_printed(tex)):
+                raise StepError(f"{label} is named or printed like a number")
+            if name in self.reserved and self.reserved[name] != sym:
+                owner = "the notation's" if self.reserved[name] in NOTATION else "the family's"
+                raise StepError(
+                    f"{label} is not {owner} {name}: same name, other assumptions "
+                    f"({_facts(sym)} instead of {_facts(self.reserved[name])})"
+                )
+            if name in self.symbols and self.symbols[name] != sym:
+                raise StepError(
+                    f"{label} has the name of another symbol of this derivation "
+                    f"with other assumptions ({_facts(sym)} vs {_facts(self.symbols[name])})"
+                )
+            twin = printed.get(_printed(tex))
+            if twin is not None and twin != sym:
+                raise StepError(f"{label} prints like {twin}: ${tex}$")
+            printed[_printed(tex)] = sym
+            if isinstance(sym, sp.Symbol):
+                self.symbols[name] = sym
+                if name not in self.reserved:
+                    self.author_symbols[name] = sym
+
+    def assumptions(self, exprs) -> list[str]:
+        """The assumptions (LaTeX, ``x > 0``) of the author's symbols free in ``exprs``."""
+        free = set().union(*(sp.sympify(e).free_symbols for e in exprs))
+        own = sorted((s for s in self.author_symbols.values() if s in free), key=lambda s: s.name)
+        return [t for t in (_assumption_tex(s, self.tex(s)) for s in own) if t]
