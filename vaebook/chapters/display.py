@@ -15,15 +15,13 @@ quoted without a check belongs in the chapter's Markdown, marked not machine-che
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import sympy as sp
 
-import re
-
 from ..symbolic.derivation import Derivation, StepError, checked_relation
-from ..symbolic.notation import latex
-from ..symbolic.printing import WIDTH, latex_lines, tex_width
+from ..symbolic.printing import WIDTH, book_latex, latex_lines, tex_width
 
 __all__ = ["markdown_table", "LatexMath", "glue_math", "typeset"]
 
@@ -33,7 +31,7 @@ def _tex(obj) -> str:
         return obj
     if hasattr(obj, "latex") and callable(obj.latex):
         return obj.latex()
-    return latex(sp.sympify(obj))
+    return book_latex(sp.sympify(obj))
 
 
 #: a relation written in LaTeX (``:=``, a definition, is removed before looking)
@@ -105,16 +103,21 @@ def glue_math(name: str, expr, *, display: bool = False) -> LatexMath:
 
 def _check_row(lhs, rhs, relation: str, family) -> None:
     """Refuse a row that states an unchecked relation (see :func:`typeset`)."""
-    if isinstance(rhs, str) or isinstance(rhs, Derivation):
-        if isinstance(lhs, str) and isinstance(rhs, str) and relation not in ("\\in",):
-            raise TypeError(
-                f"typeset: '{lhs} {relation} {rhs}' relates two LaTeX strings, which nothing "
-                "checks; give the sides as SymPy expressions"
-            )
-        return
+    if isinstance(rhs, str) or not isinstance(sp.sympify(rhs), sp.Basic):
+        raise TypeError(
+            f"typeset: the right-hand side {rhs!r} must be a SymPy expression or a number; "
+            "LaTeX text states what nothing checked"
+        )
+    rhs = sp.sympify(rhs)
     if isinstance(lhs, str):
-        return  # a named value, computed by the package: shown as computed
-    lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
+        if rhs.free_symbols or not rhs.is_number:
+            raise TypeError(
+                f"typeset: '{lhs}' with a symbolic right-hand side states a relation that "
+                "nothing checks; give the left-hand side as a SymPy expression (checked on "
+                "family=...) -- a LaTeX name on the left is for a computed number only"
+            )
+        return  # a number the package computed, shown under its name
+    lhs = sp.sympify(lhs)
     if relation == "=":
         Derivation(lhs, title="a typeset result", family=family).step(
             rhs, because="the two sides of a typeset row"
@@ -139,22 +142,23 @@ def typeset(*rows, relation: str = "=", family=None) -> LatexMath:
     What a row may state: with both sides SymPy expressions, ``lhs = rhs`` is checked on
     ``family`` (default: the expressions as written) before it is shown, and any other
     relation must have been established by a checked derivation; a LaTeX name on the left
-    and a SymPy expression or number on the right is a value the package computed; two
-    LaTeX strings are refused (``StepError``/``TypeError``).
+    is allowed only with a number on the right (a value the package computed). A symbolic
+    right-hand side under a LaTeX name, or LaTeX on the right, is refused
+    (``TypeError``); a false row raises ``StepError``.
 
-    >>> typeset((r"h(t)", sp.Symbol("t") - 1), relation="=").tex
-    '\\begin{aligned}h(t) &= t - 1\\end{aligned}'
+    >>> t = sp.Symbol("t", positive=True)
+    >>> typeset((sp.Derivative(t - 1 - sp.log(t), (t, 2)), 1 / t**2)).tex
+    '\\begin{aligned}\\frac{d^{2}}{d t^{2}} \\left(t - \\log t - 1\\right) &= \\frac{1}{t^{2}}\\end{aligned}'
     """
     lines = []
     for row in rows:
         lhs, rhs, *note = row
         _check_row(lhs, rhs, relation, family)
-        rhs = rhs if isinstance(rhs, str) or not hasattr(rhs, "latex") else _tex(rhs)
         lhs = _tex(lhs)
         note_width = tex_width(note[0]) if note else 0
         wide = tex_width(lhs) > WIDTH / 2  # the left-hand side on a line of its own
         budget = WIDTH - (4 if wide else tex_width(lhs) + 2) - note_width
-        parts = [rhs] if isinstance(rhs, str) else latex_lines(rhs, width=max(budget, 20))
+        parts = latex_lines(sp.sympify(rhs), width=max(budget, 20))
         if wide:
             lines.append(f"& {lhs}")
             line = rf"& \quad {relation} {parts[0]}"

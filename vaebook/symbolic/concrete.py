@@ -51,8 +51,13 @@ class Concrete(Family):
     def __init__(self, definitions: Mapping | None = None):
         definitions = dict(definitions or {})
         for key in definitions:
-            if not isinstance(key, sp.Symbol):
+            if not isinstance(key, sp.Symbol) or isinstance(key, sp.Dummy):
                 raise TypeError(f"a definition names a symbol, not {key!r}")
+            if key in N.DEFINITIONS or key == N.z:
+                raise ValueError(
+                    f"{key} has its meaning in the book's notation; it cannot be redefined "
+                    "(a density may be given a formula; define a display symbol of your own)"
+                )
         self._definitions = {k: sp.sympify(v) for k, v in definitions.items()}
         # substitute until nothing changes: a definition may use other display symbols
         resolved = self._definitions
@@ -75,15 +80,14 @@ class Concrete(Family):
     def definitions(self) -> dict:
         return dict(self._definitions)
 
-    def symbols(self) -> dict:
-        return {k.name: k for k in self._definitions}
-
     @property
     def where(self) -> str:
         return f"for all values of its symbols{_as_defined(self._definitions)}"
 
     def _substitute(self, expr) -> sp.Expr:
-        return N.explicit(sp.sympify(expr).xreplace(self._resolved))
+        """The display symbols replaced by what they stand for, the named quantities (ELBO,
+        KL) by their defining integrals, the displayed densities by their formulas."""
+        return N.explicit(N.expand_definitions(sp.sympify(expr).xreplace(self._resolved)))
 
     def _integrals(self, expr) -> sp.Expr:
         if expr.has(sp.Integral):

@@ -71,6 +71,7 @@ class SymbolTable:
     def __init__(self, family, latex_names: Mapping | None = None):
         self.family = family
         self.reserved = {**{s.name: s for s in NOTATION}, **family.symbols()}
+        self.defined = set(family.definitions())  # display symbols, checked against definitions
         self.names = self._check_latex_names(latex_names)
         self.symbols: dict = {}  # name -> the one symbol of that name
         self.author_symbols: dict = {}  # symbols neither the notation's nor the family's
@@ -96,8 +97,9 @@ class SymbolTable:
         expr = sp.sympify(expr)
         if not isinstance(expr, sp.Basic):
             return
-        printed = {_printed(self.tex(s)): s for s in self.reserved.values()}
-        printed.update({_printed(self.tex(s)): s for s in self.symbols.values()})
+        printed: dict = {}
+        for known in (*self.reserved.values(), *self.symbols.values()):
+            printed.setdefault(_printed(self.tex(known)), known)
         objects = expr.atoms(sp.Symbol) | expr.atoms(AppliedUndef)
         for sym in sorted(objects, key=sp.srepr):
             label = f"{what}: the symbol {sym}"
@@ -131,5 +133,6 @@ class SymbolTable:
     def assumptions(self, exprs) -> list[str]:
         """The assumptions (LaTeX, ``x > 0``) of the author's symbols free in ``exprs``."""
         free = set().union(*(sp.sympify(e).free_symbols for e in exprs))
-        own = sorted((s for s in self.author_symbols.values() if s in free), key=lambda s: s.name)
+        own = [s for s in self.author_symbols.values() if s in free and s not in self.defined]
+        own.sort(key=lambda s: s.name)
         return [t for t in (_assumption_tex(s, self.tex(s)) for s in own) if t]
