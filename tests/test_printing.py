@@ -56,5 +56,9 @@ def test_typeset_wide_lhs_gets_its_own_line():
     from vaebook.chapters.display import typeset
 
     wide = r"\mathrm{KL}(\mathcal N(m_1, v_1) \,\|\, \mathcal N(m_2, v_2))" * 2
-    tex = typeset((wide, sp.Symbol("a") + sp.Symbol("b"))).tex
+    tex = typeset((wide, sp.Float(0.25))).tex  # a LaTeX name stands above a number only
     assert tex.startswith(r"\begin{aligned}& " + wide + r" \\ & \quad = ")
+    a, b = sp.symbols("alpha_1:3", positive=True)
+    long = sp.Add(*(sp.log(a + k * b) for k in range(1, 6)))
+    tex = typeset((long, long)).tex  # a checked row (trivially) with a wide SymPy side
+    assert tex.startswith(r"\begin{aligned}& ")
