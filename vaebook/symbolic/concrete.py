@@ -76,6 +76,7 @@ class Concrete(Family):
                     f"the definition {key} := {self._definitions[key]} contradicts the symbol "
                     f"it defines: cannot show that it is {', '.join(missing)}, as {key} is declared"
                 )
+        self._frozen = True
 
     def definitions(self) -> dict:
         return dict(self._definitions)

@@ -82,6 +82,16 @@ class Family:
                 f"model families are defined in {__name__} only; {cls.__qualname__} is not one"
             )
 
+    def __setattr__(self, name, value):
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(
+                f"a family is fixed once made ({name}); its name and parameters are what "
+                "every verdict states"
+            )
+        object.__setattr__(self, name, value)
+
+    __delattr__ = __setattr__
+
     def _integrate_z(self, f) -> sp.Expr:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -176,6 +186,7 @@ class FiniteLatent(Family):
         self.q = sp.symbols(f"q_1:{K + 1}", positive=True)
         self.pi = sp.symbols(f"pi_1:{K + 1}", positive=True)
         self.lik = sp.symbols(f"l_1:{K + 1}", positive=True)
+        self._frozen = True
 
     def symbols(self) -> dict:
         return {s.name: s for s in (*self.q, *self.pi, *self.lik)}
@@ -289,6 +300,7 @@ class LinearGaussian(Family):
         self.s = sp.Symbol("s", positive=True)  # observation noise standard deviation
         self.v = sp.Symbol("v", positive=True)  # variance of q
         self.z = N.z
+        self._frozen = True
 
     def symbols(self) -> dict:
         return {s.name: s for s in (self.x, self.w, self.b, self.m, self.s, self.v)}
