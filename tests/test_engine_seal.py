@@ -444,6 +444,72 @@ def test_class4_symbol_printed_like_the_log_evidence_proves_log_p_geq_0():
         )
 
 
+def neg_claim(sym, **kw):
+    """``sym <= 0`` for a symbol declared negative (its certificate: the assumptions)."""
+    return Derivation(sym, title="sign", **kw).bound(
+        0, relation="<=", gap=Nonneg.by_assumptions(-sym)
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["p(x)\u200b", r"p(x)_{}", "\U0001d45d(\U0001d465)", r"\textrm{p}(x)", r"\text{p(x)}"],
+    ids=["zero-width-space", "empty-subscript", "math-italic-unicode", "textrm", "text"],
+)
+def test_class4_lookalikes_of_the_evidence_prove_p_x_leq_0(name):
+    with pytest.raises(REFUSED):
+        neg_claim(sp.Symbol(name, negative=True))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u2112(q)", r"\mathscr{L}(q)", r"\unicode{x2112}(q)"],
+    ids=["unicode-script-L", "mathscr", "mathjax-unicode"],
+)
+def test_class4_lookalikes_of_the_elbo_reverse_the_bound(name):
+    fake_l = sp.Symbol(name, real=True)
+    t = sp.Symbol("t", real=True)
+    with pytest.raises(REFUSED):
+        d = Derivation(
+            fake_l, title="ELBO above", family=Concrete({fake_l: sp.log(px) + t**2})
+        ).bound(sp.log(px), gap=Nonneg.by_assumptions(t**2))
+        glue_math("seal-lookalike-elbo", d.equation())
+
+
+@pytest.mark.parametrize(
+    "name", ["\u00bd", r"\frac{1}{2}", r"\mathbb{1}"], ids=["unicode-half", "frac", "mathbb-1"]
+)
+def test_class4_lookalikes_of_numbers_prove_a_number_leq_0(name):
+    with pytest.raises(REFUSED):
+        neg_claim(sp.Symbol(name, negative=True))
+
+
+def test_class4_lookalike_of_the_imaginary_unit_proves_i_squared_geq_0():
+    fake_i = sp.Symbol(r"\imath", real=True)
+    with pytest.raises(REFUSED):
+        Derivation(fake_i**2, title="square").bound(0, gap=Nonneg.by_assumptions(fake_i**2))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [r"\hphantom{g}", r"\vphantom{g}", r"\textcolor{white}{g}", r"\cancel{g}"],
+)
+def test_class4_invisible_or_struck_symbol_names_prove_2_geq_3(name):
+    # 2 g >= 3 g for g < 0; with g invisible the page shows  2 >= 3
+    g = sp.Symbol(name, negative=True)
+    with pytest.raises(REFUSED):
+        Derivation(2 * g, title="numbers").bound(3 * g, gap=Nonneg.by_assumptions(-g))
+
+
+def test_class4_wild_and_indexed_print_like_family_parameters():
+    fam = FiniteLatent(K=3)
+    for fake_q1 in (sp.Wild("q_1", negative=True), sp.IndexedBase("q", negative=True)[1]):
+        with pytest.raises(REFUSED):
+            Derivation(-fake_q1, title="probability", family=fam).bound(
+                0, gap=Nonneg.by_assumptions(-fake_q1)
+            )
+
+
 def test_class4_symbol_printed_like_a_family_parameter():
     fake_q1 = sp.Symbol("q_{1}", negative=True)  # prints like the probability q_1
     with pytest.raises(REFUSED):
@@ -503,6 +569,24 @@ def test_class5_swap_evidence_and_elbo_names_shows_the_reversed_bound():
             .bound(ELBO, gap=kl_gap)
         )
         d.recheck(LinearGaussian())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [r"\phantom{g}", r"\hphantom{g}", r"\color{white}{g}", r"\textcolor{white}{g}"],
+)
+def test_class5_invisible_display_name_proves_2_geq_3(name):
+    g = sp.Symbol("g", negative=True)  # 2 g >= 3 g; g invisible: "2 >= 3"
+    with pytest.raises(REFUSED):
+        Derivation(2 * g, title="numbers", latex_names={g: name}).bound(
+            3 * g, gap=Nonneg.by_assumptions(-g)
+        )
+
+
+def test_class5_display_name_lookalike_of_a_family_parameter():
+    g = sp.Symbol("g", negative=True)  # prints like the probability q_1: "q_1 <= 0"
+    with pytest.raises(REFUSED):
+        neg_claim(g, family=FiniteLatent(K=3), latex_names={g: r"\mathit{q}_{1}"})
 
 
 def test_class5_rename_a_symbol_to_a_number():
@@ -844,6 +928,16 @@ def test_glue_math_refuses_a_latex_relation():
         glue_math("seal-latexmath", LatexMath(r"\mathcal{L}(q) \geq \log p(x)"))
 
 
+def test_glue_math_refuses_a_symbol_whose_name_states_a_relation():
+    for name in (
+        r"\mathcal{L}(q) \geq \log p(x)",
+        "\u2112(q) \u2265 log p(x)",
+        r"\renewcommand{\leq}{\geq} g",  # would flip every later bound on the page
+    ):
+        with pytest.raises(REFUSED):
+            glue_math("seal-named-relation", sp.Symbol(name))
+
+
 def test_glue_math_refuses_an_object_that_only_looks_like_a_derivation():
     fake = types.SimpleNamespace(latex=lambda reasons=True: r"\mathcal{L}(q) \geq \log p(x)")
     with pytest.raises(REFUSED):
@@ -881,6 +975,22 @@ def test_typeset_refuses_a_relation_smuggled_into_a_name_or_a_note():
         typeset((r"\mathcal{L}(q) \geq \log p(x),\ n", 3))
     with pytest.raises(REFUSED):
         typeset((r"n", 3, r"$\mathcal{L}(q) \geq \log p(x)$"))
+
+
+def test_typeset_refuses_markup_in_the_relation():
+    with pytest.raises(REFUSED):
+        typeset((r"n", 3), relation=r"= 3 \\ \mathcal{L}(q) &\geq \log p(x) \\ n &=")
+
+
+def test_typeset_refuses_markup_in_a_name_or_a_note():
+    with pytest.raises(REFUSED):  # a row injected by the name
+        typeset((r"n \\ \mathcal{L}(q) &\geq \log p(x) \\ m", 3))
+    with pytest.raises(REFUSED):  # a row injected by the note
+        typeset((r"n", 3, r"x} \\ \mathcal{L}(q) &\geq \log p(x) && \text{"))
+    with pytest.raises(REFUSED):  # a macro that flips every later bound on the page
+        typeset((r"n", 3, r"$\renewcommand{\leq}{\geq}$"))
+    with pytest.raises(REFUSED):
+        typeset((r"\renewcommand{\leq}{\geq} n", 3))
 
 
 def test_typeset_refuses_a_family_that_redefines_the_elbo():
