@@ -15,13 +15,13 @@ quoted without a check belongs in the chapter's Markdown, marked not machine-che
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import sympy as sp
 
 from ..symbolic.derivation import Derivation, StepError, checked_relation
 from ..symbolic.printing import WIDTH, book_latex, latex_lines, tex_width
+from ..symbolic.text import check_tex_label, check_text, states_relation
 
 __all__ = ["markdown_table", "LatexMath", "glue_math", "typeset"]
 
@@ -32,17 +32,6 @@ def _tex(obj) -> str:
     if hasattr(obj, "latex") and callable(obj.latex):
         return obj.latex()
     return book_latex(sp.sympify(obj))
-
-
-#: a relation written in LaTeX (``:=``, a definition, is removed before looking)
-_TEX_RELATION = re.compile(r"(?<![:<>!\\])=(?!:)|\\(leq?|geq?|neq|approx|propto|lt|gt)\b|<|>")
-
-
-def states_relation(tex: str) -> bool:
-    """Whether LaTeX ``tex`` states a relation (=, ≤, ≥, <, >, ≠, ≈, ∝)."""
-    tex = tex.replace(":=", "").replace(r"\coloneqq", "")
-    tex = re.sub(r"\\(left|right|big|Big)?[<>]", "", tex)
-    return bool(_TEX_RELATION.search(tex))
 
 
 _FROM_TYPESET = object()
@@ -88,12 +77,15 @@ def glue_math(name: str, expr, *, display: bool = False) -> LatexMath:
         obj = expr
     elif isinstance(expr, (sp.Basic, bool, int, float)):
         expr = sp.sympify(expr)
-        if isinstance(expr, (sp.Rel, sp.logic.boolalg.BooleanAtom)) and not checked_relation(expr):
-            raise TypeError(
-                f"glue_math({name!r}, ...): no checked derivation established this relation; "
-                "glue the Derivation or its equation(), or quote the result in Markdown, "
-                "marked ':class: unchecked'"
-            )
+        if isinstance(expr, (sp.Rel, sp.logic.boolalg.BooleanAtom)):
+            if not checked_relation(expr):
+                raise TypeError(
+                    f"glue_math({name!r}, ...): no checked derivation established this "
+                    "relation; glue the Derivation or its equation(), or quote the result "
+                    "in Markdown, marked ':class: unchecked'"
+                )
+        else:  # an expression: its symbols must be honest, as in a derivation
+            Derivation(expr, title="a displayed expression")
         obj = LatexMath(_tex(expr), _made_by=_FROM_TYPESET)
     else:
         obj = LatexMath(str(expr))  # LaTeX text: refused if it states a relation
@@ -110,6 +102,7 @@ def _check_row(lhs, rhs, relation: str, family) -> None:
         )
     rhs = sp.sympify(rhs)
     if isinstance(lhs, str):
+        check_tex_label(lhs, "typeset: the name of a value")
         if rhs.free_symbols or not rhs.is_number:
             raise TypeError(
                 f"typeset: '{lhs}' with a symbolic right-hand side states a relation that "
@@ -131,6 +124,9 @@ def _check_row(lhs, rhs, relation: str, family) -> None:
         )
 
 
+_TYPESET_RELATIONS = {"=", r"\geq", r"\leq", ">", "<", r"\approx"}
+
+
 def typeset(*rows, relation: str = "=", family=None) -> LatexMath:
     r"""Results as display math instead of printed Python: each row is
     ``(lhs, rhs)`` or ``(lhs, rhs, note)``, with ``lhs``/``rhs`` SymPy objects (printed
@@ -150,10 +146,19 @@ def typeset(*rows, relation: str = "=", family=None) -> LatexMath:
     >>> typeset((sp.Derivative(t - 1 - sp.log(t), (t, 2)), 1 / t**2)).tex
     '\\begin{aligned}\\frac{d^{2}}{d t^{2}} \\left(t - \\log t - 1\\right) &= \\frac{1}{t^{2}}\\end{aligned}'
     """
+    if relation not in _TYPESET_RELATIONS:
+        raise ValueError(f"typeset: relation must be one of {sorted(_TYPESET_RELATIONS)}")
     lines = []
     for row in rows:
         lhs, rhs, *note = row
         _check_row(lhs, rhs, relation, family)
+        if note:
+            check_text(note[0], "typeset: a row's note")
+            if states_relation(note[0]):
+                raise ValueError(
+                    f"typeset: the note {note[0]!r} states a relation that nothing checked; "
+                    "say it in words, or make it a checked row"
+                )
         lhs = _tex(lhs)
         note_width = tex_width(note[0]) if note else 0
         wide = tex_width(lhs) > WIDTH / 2  # the left-hand side on a line of its own

@@ -31,11 +31,43 @@ _NUMBER_NAME = re.compile(
 )
 
 
+_GREEK = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
+    "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "varrho", "sigma",
+    "tau", "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta",
+    "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega",
+}  # fmt: skip
+#: commands a symbol may print with: letters, accents, the notation's delimiters
+_NAME_COMMANDS = _GREEK | {
+    "mathcal", "mathrm", "operatorname", "text", "mathbf", "boldsymbol", "hat", "bar",
+    "tilde", "dot", "ddot", "vec", "mid", "ell", "prime", "star", "ast", "left", "right",
+    "mathit", ",", ";", "|", " ",
+}  # fmt: skip
+_NAME_CHARS = re.compile(r"[A-Za-z0-9_^{}()\[\],;.'|*\s\\-]*")
+
+
+def check_symbol_tex(tex: str, label: str) -> None:
+    """A symbol prints as letters, digits, Greek letters, accents, sub- and superscripts and
+    the notation's delimiters -- nothing invisible, coloured, struck, Unicode or
+    number-like (``\\frac``, ``\\mathbb{1}``, ``\\imath``), and no empty group."""
+    if not tex.isascii():
+        raise StepError(f"{label} prints with non-ASCII characters: {tex!r}")
+    if not _NAME_CHARS.fullmatch(tex):
+        raise StepError(f"{label} prints with characters a name does not have: {tex!r}")
+    for cmd in re.findall(r"\\([A-Za-z]+|.)", tex):
+        if cmd not in _NAME_COMMANDS:
+            raise StepError(f"{label} prints with \\{cmd}, which a symbol's name may not use")
+    if re.search(r"\{\s*\}", tex) or re.search(r"[_^]\s*(?![{\w\\*'])", tex):
+        raise StepError(f"{label} prints with an empty group or script: {tex!r}")
+    if re.match(r"\s*[0-9.]", tex):
+        raise StepError(f"{label} prints like a number times something: {tex!r}")
+
+
 def _printed(tex: str) -> str:
     """A printed form with the spacing and grouping that do not show removed."""
     tex = re.sub(r"\\(left|right|big|Big|bigg|Bigg)(?![A-Za-z])", "", tex)
     tex = re.sub(r"\\[,;:!]|\\quad|\\qquad|\\ ", "", tex)
-    tex = re.sub(r"\\(mathit|mathrm|operatorname)\{([^{}]*)\}", r"\2", tex)
+    tex = re.sub(r"\\(mathit|mathrm|operatorname|text)\{([^{}]*)\}", r"\2", tex)
     return re.sub(r"[\s{}]", "", tex)
 
 
@@ -100,6 +132,12 @@ class SymbolTable:
         printed: dict = {}
         for known in (*self.reserved.values(), *self.symbols.values()):
             printed.setdefault(_printed(self.tex(known)), known)
+        odd = expr.atoms(sp.Wild, sp.Indexed, sp.IndexedBase, sp.MatrixSymbol)
+        if odd:
+            raise StepError(
+                f"{what}: {sorted(map(str, odd))} are not plain symbols (pattern, indexed or "
+                "matrix symbols print like others); use sp.Symbol"
+            )
         objects = expr.atoms(sp.Symbol) | expr.atoms(AppliedUndef)
         for sym in sorted(objects, key=sp.srepr):
             label = f"{what}: the symbol {sym}"
@@ -108,6 +146,7 @@ class SymbolTable:
             name = sym.name if isinstance(sym, sp.Symbol) else str(sym)
             tex = self.tex(sym)
             check_tex_name(tex, label + " prints as")
+            check_symbol_tex(tex, label)
             if _NUMBER_NAME.fullmatch(name.strip()) or _NUMBER_NAME.fullmatch(_printed(tex)):
                 raise StepError(f"{label} is named or printed like a number")
             if name in self.reserved and self.reserved[name] != sym:

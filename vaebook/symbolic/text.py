@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["check_text", "check_tex_name"]
+__all__ = ["check_text", "check_tex_name", "check_tex_label", "states_relation"]
 
 _ROLE = re.compile(r"\{(eq|numref|ref|doc|cite|cite:p|cite:t|prf:ref)\}`[A-Za-z0-9_:.\-/]+`")
 # outside inline math: no Markdown or HTML markup, no braces of its own
@@ -89,4 +89,34 @@ def check_tex_name(tex, what: str) -> str:
             f"{what} {tex!r} could print as more than a name "
             f"({bad.group(0) if bad else 'unbalanced braces'})"
         )
+    return tex
+
+
+#: a relation written in LaTeX (``:=``, a definition, is removed before looking)
+_TEX_RELATION = re.compile(
+    r"(?<![:<>!\\])=(?!:)|\\(leq?|geq?|neq|ne|approx|propto|lt|gt|leqslant|geqslant|equiv)\b"
+    r"|<|>|[\u2260\u2264\u2265\u2248\u221d]"
+)
+
+
+def states_relation(tex: str) -> bool:
+    """Whether LaTeX ``tex`` states a relation (=, ≤, ≥, <, >, ≠, ≈, ∝)."""
+    tex = tex.replace(":=", "").replace(r"\coloneqq", "")
+    tex = re.sub(r"\\(left|right|big|Big|bigg|Bigg)?[<>]", "", tex)
+    return bool(_TEX_RELATION.search(tex))
+
+
+def check_tex_label(tex, what: str) -> str:
+    """A LaTeX label for a displayed value (the left side of a typeset row): any math
+    that states no relation and cannot break the display around it."""
+    if not isinstance(tex, str) or not tex.strip():
+        raise TypeError(f"{what} must be a non-empty LaTeX string")
+    bad = _MATH_FORBIDDEN.search(tex)
+    if bad or not _balanced(tex) or not tex.isascii():
+        raise ValueError(
+            f"{what} {tex!r} could change the display around it "
+            f"({bad.group(0) if bad else 'unbalanced braces or non-ASCII'})"
+        )
+    if states_relation(tex):
+        raise ValueError(f"{what} {tex!r} states a relation that nothing checked")
     return tex
