@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 import yaml
 
-from vaebook.chapters.display import states_relation
+from vaebook.symbolic.text import states_relation
 from vaebook.symbolic.derivation import StepError
 
 ROOT = Path(__file__).resolve().parents[1]
