@@ -129,7 +129,8 @@ class ObjectiveCheck:
         ]
 
     def verdict(self) -> str:
-        """One line per comparison, with the tolerance it met (stable across machines)."""
+        """One line per comparison, in words, with the tolerance it met (stable across
+        machines)."""
         width = max(len(d) for d in self.descriptions.values())
         return "\n".join(
             f"{self.descriptions[k]:{width}s}  max relative error < {self.tolerances[k]:.0e}"
@@ -247,6 +248,7 @@ def check_training_objective(
 
     # 2. and 3. the assembled objective, through elbo_terms and the trainer's step
     for likelihood, x in (("bernoulli", x_bin), ("gaussian", x_real)):
+        name = likelihood.capitalize()  # as the verdict says it
         torch.manual_seed(seed)
         model = VAE(D, hidden_dims=(), latent_dim=L, likelihood=likelihood).double()
         with torch.no_grad():
@@ -263,7 +265,7 @@ def check_training_objective(
         terms = objectives.elbo_terms(model, x, beta=1.0)
         check.add(
             f"{likelihood}-reconstruction",
-            f"elbo_terms reconstruction ({likelihood}) vs derived",
+            f"ELBO terms, reconstruction ({name}) vs derived",
             terms.reconstruction,
             reconstruction,
             points,
@@ -271,7 +273,7 @@ def check_training_objective(
         )
         check.add(
             f"{likelihood}-kl",
-            f"elbo_terms KL ({likelihood}) vs derived",
+            f"ELBO terms, KL ({name}) vs derived",
             terms.kl,
             kl,
             points,
@@ -279,7 +281,7 @@ def check_training_objective(
         )
         check.add(
             f"{likelihood}-elbo",
-            f"elbo_terms ELBO ({likelihood}) vs derived recon - KL",
+            f"ELBO terms, ELBO ({name}) vs derived recon - KL",
             terms.elbo,
             reconstruction - kl,
             points,
@@ -295,7 +297,7 @@ def check_training_objective(
             step_losses.append((step(x)[0], derived_loss))
         check.add(
             f"{likelihood}-loss",
-            f"elbo_terms loss ({likelihood}) vs -mean(recon - beta KL)",
+            f"ELBO terms, loss ({name}) vs -mean(recon - beta KL)",
             [got.item() for got, _ in losses],
             [want for _, want in losses],
             over_betas,
@@ -303,7 +305,7 @@ def check_training_objective(
         )
         check.add(
             f"{likelihood}-step",
-            f"make_train_step loss ({likelihood}, float32) vs derived",
+            f"training step, loss ({name}, float32) vs derived",
             [got.item() for got, _ in step_losses],
             [want for _, want in step_losses],
             over_betas,

@@ -220,7 +220,8 @@ def fit_forward_kl(
     target: GaussianMixture1D, start: tuple[float, float] = (0.0, 1.0)
 ) -> GaussianFit:
     """``argmin_{m,s} KL(p || N(m, s^2))`` by numerical optimisation (no moment formula
-    used), so the result can be checked against moment matching (eq-fwdrev-moments)."""
+    used), so the result can be checked against moment matching (which chapter 7 reads
+    off the cross-entropy, eq-fwdrev-cross-entropy)."""
     m, s, value = _minimise(lambda m, s: forward_kl(m, s, target), *start)
     return GaussianFit(m, s, value, "forward")
 

@@ -5,10 +5,11 @@ polynomial ``f`` and a seeded Monte Carlo study of their variances.
 
 For ``z ~ N(mu, sigma^2)`` and one draw, the two estimators are
 
-- score function (eq-rep-score): ``f(z) * d/dmu log N(z; mu, sigma^2) = f(z) (z - mu) / sigma^2``,
-  with ``z`` a sample that carries **no** gradient (``Normal.sample``);
-- pathwise (eq-rep-pathwise): ``d/dmu f(mu + sigma eps) = f'(mu + sigma eps)``, ``eps ~ N(0, 1)``,
-  with the gradient flowing through the sample (``Normal.rsample``).
+- score function (chapter 8's score-function identity):
+  ``f(z) * d/dmu log N(z; mu, sigma^2) = f(z) (z - mu) / sigma^2``, with ``z`` a sample
+  that carries **no** gradient (``Normal.sample``);
+- pathwise (chapter 8's pathwise identity): ``d/dmu f(mu + sigma eps) = f'(mu + sigma eps)``,
+  ``eps ~ N(0, 1)``, with the gradient flowing through the sample (``Normal.rsample``).
 
 Both are computed here by autograd, not by the formulas above, so comparing them with
 the closed forms (:func:`exact_moments`) is a real check.
