@@ -9,14 +9,19 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
+import scipy.stats
 import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
+from vaebook.chapters import ch12_linear_vae_is_ppca as ch12
 from vaebook.chapters.ch12_linear_vae_is_ppca import (
+    bayes_rule_residual,
     exact_posterior,
     linear_vae_elbo,
     markdown_table,
     plot_training_history,
+    ppca_gradient,
     principal_angles,
     top_eigenvectors,
 )
@@ -148,3 +153,79 @@ def test_markdown_table_and_history_figure():
     fig = plot_training_history(history, mle_test=-11.0, zoom_from=10)
     assert len(fig.axes) == 2
     assert fig.get_size_inches()[0] <= 6.8 + 1e-9
+
+
+def test_bayes_rule_residual_vanishes_for_the_exact_posterior_only(monkeypatch):
+    """log p(x|z) + log p(z) = log p(z|x) + log p(x) at random codes, with every density a
+    torch.distributions object; a posterior off by a little is caught."""
+    model = _random_linear_vae(d=5, latent=2, seed=7)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    z = 2 * torch.randn(6, 2, generator=gen, dtype=torch.float64)
+    assert bayes_rule_residual(model, x, z) < 1e-10
+    right = ch12.exact_posterior
+    monkeypatch.setattr(
+        ch12, "exact_posterior", lambda m, xs: (right(m, xs)[0] + 1e-3, right(m, xs)[1])
+    )
+    assert bayes_rule_residual(model, x, z) > 1e-4
+
+
+def _ppca_data(n=400, d=5, latent=2, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, latent, generator=gen, dtype=torch.float64)
+    z = torch.randn(n, latent, generator=gen, dtype=torch.float64)
+    return z @ w.T + 0.5 * torch.randn(n, d, generator=gen, dtype=torch.float64) + 1.0
+
+
+def test_ppca_gradient_matches_finite_differences_and_vanishes_at_the_mle():
+    x = _ppca_data()
+    mean, w, sigma2 = ppca_mle(x, 2)
+    at_mle = ppca_gradient(x, mean, w, sigma2)
+    assert max(at_mle.values()) < 1e-9
+    # away from the optimum, against central differences of an independent log-density
+    gen = torch.Generator().manual_seed(4)
+    w_off = w + 0.3 * torch.randn(w.shape, generator=gen, dtype=torch.float64)
+    mean_off, s2_off = mean + 0.2, 1.3 * sigma2
+
+    def mean_loglik(m, ww, s2):
+        cov = ww @ ww.T + s2 * np.eye(x.shape[1])
+        return scipy.stats.multivariate_normal(m, cov).logpdf(x.numpy()).mean()
+
+    h = 1e-6
+    m0, w0 = mean_off.numpy(), w_off.numpy()
+    fd_s2 = (mean_loglik(m0, w0, s2_off + h) - mean_loglik(m0, w0, s2_off - h)) / (2 * h)
+    fd_w = []
+    for idx in np.ndindex(*w0.shape):
+        e = np.zeros_like(w0)
+        e[idx] = h
+        fd_w.append((mean_loglik(m0, w0 + e, s2_off) - mean_loglik(m0, w0 - e, s2_off)) / (2 * h))
+    off = ppca_gradient(x, mean_off, w_off, s2_off)
+    assert off["sigma2"] == pytest.approx(abs(fd_s2), rel=1e-5)
+    assert off["W"] == pytest.approx(max(abs(g) for g in fd_w), rel=1e-5)
+    assert off["mean"] > 1e-3
+
+
+def test_tipping_bishop_solution_is_the_numerical_maximum():
+    """The closed-form pPCA fit against a numerical maximisation of the log-likelihood
+    (SciPy's multivariate normal density, L-BFGS from random starts): nothing beats it,
+    and the optimiser reaches it."""
+    x = _ppca_data(n=300, d=4, latent=2, seed=8)
+    d, latent = x.shape[1], 2
+    mean, w, sigma2 = ppca_mle(x, latent)
+    closed = ppca_log_likelihood(x, mean, w, sigma2).mean().item()
+    xs = x.numpy()
+
+    def negative(theta):
+        m, ww = theta[:d], theta[d : d + d * latent].reshape(d, latent)
+        cov = ww @ ww.T + np.exp(theta[-1]) * np.eye(d)
+        return -scipy.stats.multivariate_normal(m, cov).logpdf(xs).mean()
+
+    rng = np.random.default_rng(0)
+    best = -min(
+        scipy.optimize.minimize(
+            negative, rng.normal(size=d + d * latent + 1), method="L-BFGS-B"
+        ).fun
+        for _ in range(3)
+    )
+    assert best <= closed + 1e-7
+    assert closed - best < 1e-5

@@ -1,4 +1,4 @@
-"""Chapter 12 (``book/12_linear_vae_is_ppca.ipynb``): the linear VAE is probabilistic PCA.
+"""Chapter 12: the linear VAE is probabilistic PCA.
 
 The linear VAE (:class:`vaebook.vae.models.LinearVAE`) has ``q(z|x) = N(A x + c, diag s^2)``
 and ``p(x|z) = N(W z + b, sigma^2 I)``. Everything in its ELBO is a Gaussian expectation of
@@ -11,7 +11,9 @@ a quadratic, so the chapter computes it exactly instead of by sampling
 KL of :func:`vaebook.vae.objectives.kl_to_standard_normal`. ``tests/test_ch12_*`` checks it
 against Monte Carlo and against the evidence identity ``log p(x) - KL(q || p(z|x))``.
 
-Also here: the exact posterior of the decoder's model (:func:`exact_posterior`), principal
+Also here: the exact posterior of the decoder's model (:func:`exact_posterior`) and the
+residual of Bayes' rule with it (:func:`bayes_rule_residual`), the gradient of the pPCA
+log-likelihood at a fit (:func:`ppca_gradient`, zero at the Tipping--Bishop solution), principal
 angles between subspaces (:func:`principal_angles`; the tests compare it with
 ``scipy.linalg.subspace_angles``), the principal subspace of a data set
 (:func:`top_eigenvectors`), a Markdown table and the chapter's figure.
@@ -25,13 +27,17 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from torch.distributions import Independent, MultivariateNormal, Normal
 
 from ..plots import COLORS, figure, style
 from ..vae.models import LinearVAE
+from ..vae.ppca import ppca_log_likelihood
 from .display import markdown_table
 
 __all__ = [
+    "bayes_rule_residual",
     "exact_posterior",
+    "ppca_gradient",
     "linear_vae_elbo",
     "markdown_table",
     "plot_training_history",
@@ -76,6 +82,41 @@ def exact_posterior(model: LinearVAE, x: torch.Tensor) -> tuple[torch.Tensor, to
     m_inv = torch.linalg.inv(m)  # (L, L), symmetric
     means = (x.double() - b) @ w @ m_inv  # (N, L)
     return means, sigma2 * m_inv
+
+
+@torch.no_grad()
+def bayes_rule_residual(model: LinearVAE, x: torch.Tensor, z: torch.Tensor) -> float:
+    """Largest ``|log p(x|z) + log p(z) - log p(z|x) - log p(x)|`` over the rows of x (N, D)
+    and the codes z (S, L), float64: zero when :func:`exact_posterior` is the posterior and
+    the marginal ``N(b, W W^T + sigma^2 I)`` the evidence. Each density is a
+    ``torch.distributions`` object, so the check does not reuse the formulas it tests."""
+    x, z = x.double(), z.double()  # (N, D), (S, L)
+    w = model.decoder.weight.double()  # (D, L)
+    b = model.decoder.bias.double()  # (D,)
+    sigma = model.log_decoder_std.double().exp()  # ()
+    means, cov = exact_posterior(model, x)  # (N, L), (L, L)
+    zz = z[:, None, :]  # (S, 1, L)
+    likelihood = Independent(Normal(zz @ w.T + b, sigma), 1).log_prob(x)  # (S, N)
+    prior = Independent(Normal(torch.zeros_like(zz), 1.0), 1).log_prob(zz)  # (S, 1)
+    posterior = MultivariateNormal(means, covariance_matrix=cov).log_prob(zz)  # (S, N)
+    evidence = model.exact_log_likelihood(x)  # (N,)
+    return (likelihood + prior - posterior - evidence).abs().max().item()
+
+
+def ppca_gradient(
+    x: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, sigma2: float
+) -> dict[str, float]:
+    """The largest absolute partial derivative of the mean pPCA log-likelihood of the rows
+    of x (N, D), ``mean log N(x; mean, W W^T + sigma2 I)``, with respect to each parameter,
+    by automatic differentiation in float64: ``{"mean", "W", "sigma2"}``. All three vanish
+    at a stationary point such as the maximum-likelihood fit."""
+    params = {
+        "mean": mean.detach().double().clone().requires_grad_(True),
+        "W": w.detach().double().clone().requires_grad_(True),
+        "sigma2": torch.tensor(float(sigma2), dtype=torch.float64, requires_grad=True),
+    }
+    ppca_log_likelihood(x, params["mean"], params["W"], params["sigma2"]).mean().backward()
+    return {name: p.grad.abs().max().item() for name, p in params.items()}
 
 
 def top_eigenvectors(x: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
