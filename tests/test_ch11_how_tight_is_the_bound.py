@@ -128,3 +128,55 @@ def test_recorded_bounds_and_stderr():
         ch11.plot_active_units({"a": [1.0, 0.001], "b": [0.5, 0.2]}),
     ):
         assert fig.get_figwidth() <= 6.8 + 1e-9
+
+
+def test_paired_difference_against_scipy():
+    """The paired standard error against SciPy's paired t-test (statistic = mean / stderr)
+    and against the unpaired error, which ignores the shared per-example variation."""
+    import scipy.stats
+
+    gen = torch.Generator().manual_seed(0)
+    shared = 3 * torch.randn(50, generator=gen, dtype=torch.float64)  # varies per example
+    a = shared + 0.1 * torch.randn(50, generator=gen, dtype=torch.float64) + 0.2
+    b = shared + 0.1 * torch.randn(50, generator=gen, dtype=torch.float64)
+    mean, se = ch11.paired_difference(a, b)
+    t = scipy.stats.ttest_rel(a.numpy(), b.numpy())
+    assert mean == pytest.approx(float(np.mean(a.numpy() - b.numpy())), rel=1e-12)
+    assert se == pytest.approx(mean / t.statistic, rel=1e-10)
+    unpaired = math.hypot(ch11.mean_and_stderr(a)[1], ch11.mean_and_stderr(b)[1])
+    assert se < unpaired / 10
+    with pytest.raises(ValueError):
+        ch11.paired_difference(a, b[:-1])
+
+
+def test_ordering_violations_counts_broken_chains():
+    from vaebook.vae.objectives import LikelihoodEstimate
+
+    torch.manual_seed(1)
+    model = VAE(data_dim=12, hidden_dims=(16,), latent_dim=3).eval()
+    x = torch.bernoulli(torch.full((15, 12), 0.4), generator=torch.Generator().manual_seed(2))
+    est = ch11.likelihood_with_bounds(model, x, k=100, bound_ks=(1, 5, 25), seed=0)
+    assert ch11.ordering_violations(est) == 0
+    swapped = LikelihoodEstimate(
+        est.mean,
+        est.stderr,
+        est.per_example,
+        est.k,
+        {1: est.bounds[25], 5: est.bounds[5], 25: est.bounds[1]},
+    )  # ELBO and IWAE-25 exchanged: broken wherever IWAE-25 exceeds IWAE-5
+    expected = int((est.bounds[25] > est.bounds[5] + 1e-4).sum())
+    assert ch11.ordering_violations(swapped) >= expected > 0
+
+
+def test_snapshots_and_trace_figure(linear):
+    model, x = linear
+    fit = ch11.fit_gaussian_per_point(
+        model, x, *model.encode(x), steps=30, samples=8, lr=0.05, seed=0, snapshots=(10, 30)
+    )
+    assert set(fit.snapshots) == {10, 30} and len(fit.trace) == 30
+    torch.testing.assert_close(fit.snapshots[30][0], fit.mu)
+    assert not torch.equal(fit.snapshots[10][0], fit.mu)
+    with pytest.raises(ValueError):
+        ch11.fit_gaussian_per_point(model, x, *model.encode(x), steps=5, snapshots=(6,))
+    fig = ch11.plot_fit_trace({"a": fit.trace, "b": fit.trace})
+    assert fig.get_figwidth() <= 6.8 + 1e-9

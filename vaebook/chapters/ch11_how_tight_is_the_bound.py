@@ -12,14 +12,14 @@ amortisation part (Cremer et al., 2018).
 - :func:`fit_gaussian_per_point` -- the best diagonal Gaussian for each data point
   separately: Adam on the per-point ELBO, the decoder fixed, seeded. It is what the
   encoder would output if it had no amortisation cost.
-- :func:`mean_and_stderr` -- a mean over examples and its standard error.
+- :func:`mean_and_stderr` -- a mean over examples and its standard error (the package's one,
+  from :mod:`vaebook.vae.objectives`).
 - :func:`plot_bounds_against_k`, :func:`plot_gap_split`, :func:`plot_active_units` -- the
   figures.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +33,7 @@ from ..vae.objectives import (
     LikelihoodEstimate,
     estimate_log_likelihood,
     kl_to_standard_normal,
+    mean_and_stderr,
     reconstruction_log_likelihood,
 )
 
@@ -41,11 +42,14 @@ __all__ = [
     "recorded_bounds",
     "likelihood_with_bounds",
     "mean_and_stderr",
+    "paired_difference",
+    "ordering_violations",
     "gaussian_elbo",
     "GaussianFit",
     "fit_gaussian_per_point",
     "plot_bounds_against_k",
     "plot_gap_split",
+    "plot_fit_trace",
     "plot_active_units",
 ]
 
@@ -81,10 +85,28 @@ def recorded_bounds(metrics: dict, split: str = "test") -> BoundCurve:
     )
 
 
-def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
-    """Mean over examples of ``values`` (N,) and its standard error ``std / sqrt(N)``."""
-    values = values.double()
-    return values.mean().item(), (values.std() / math.sqrt(values.numel())).item()
+def paired_difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """Mean of ``a - b`` over examples and its paired standard error, for two quantities
+    ``a``, ``b`` (N,) measured on the same N examples: ``std(a - b) / sqrt(N)``. Far smaller
+    than the unpaired error when ``a`` and ``b`` vary together from example to example."""
+    if a.shape != b.shape or a.dim() != 1 or a.numel() < 2:
+        raise ValueError(
+            f"need two (N,) tensors with N >= 2, got {tuple(a.shape)}, {tuple(b.shape)}"
+        )
+    return mean_and_stderr(a.double() - b.double())
+
+
+def ordering_violations(estimate: LikelihoodEstimate, tol: float = 1e-4) -> int:
+    """Number of examples on which the chain ELBO <= IWAE-k1 <= IWAE-k2 <= ... <= estimate
+    (increasing k, the estimate last) fails by more than ``tol`` nats. When every bound
+    averages nested groups of the same draws (each k divides the next), the chain holds
+    for every example by Jensen's inequality, so any violation is a bug in the estimator,
+    not bad luck."""
+    chain = [estimate.bounds[k] for k in sorted(estimate.bounds)] + [estimate.per_example]
+    bad = torch.zeros_like(chain[0], dtype=torch.bool)
+    for lower, upper in zip(chain, chain[1:], strict=False):
+        bad |= lower > upper + tol
+    return int(bad.sum())
 
 
 def likelihood_with_bounds(
@@ -93,11 +115,13 @@ def likelihood_with_bounds(
     k: int = 5000,
     bound_ks: Sequence[int] = (1,),
     seed: int = 0,
-    max_elements: int = 1 << 23,
+    max_elements: int = 1 << 21,
 ) -> LikelihoodEstimate:
     """:func:`~vaebook.vae.objectives.estimate_log_likelihood` with k samples and the
     IWAE-k' bounds of ``bound_ks`` from the same draws, seeded (the global RNG is left as it
-    was); ``max_elements`` fixed so that the draws do not depend on the machine."""
+    was); ``max_elements`` fixed so that the draws do not depend on the machine (the
+    default is the one a committed run's CPU evaluation uses, so that with its seed, k and
+    bounds the per-example numbers are the ones it recorded the means of)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return estimate_log_likelihood(
@@ -134,12 +158,14 @@ def gaussian_elbo(
 
 @dataclass
 class GaussianFit:
-    """Per-point Gaussians ``N(mu, diag exp(logvar))``, (N, L) each, and the mean ELBO
-    estimate of every optimisation step (``trace``, on that step's own draws)."""
+    """Per-point Gaussians ``N(mu, diag exp(logvar))``, (N, L) each, the mean ELBO
+    estimate of every optimisation step (``trace``, on that step's own draws, before the
+    step's update), and ``snapshots``: ``{step: (mu, logvar)}`` after the steps asked for."""
 
     mu: torch.Tensor
     logvar: torch.Tensor
     trace: np.ndarray
+    snapshots: dict[int, tuple[torch.Tensor, torch.Tensor]]
 
 
 def fit_gaussian_per_point(
@@ -151,13 +177,17 @@ def fit_gaussian_per_point(
     samples: int = 64,
     lr: float = 0.02,
     seed: int = 0,
+    snapshots: Sequence[int] = (),
 ) -> GaussianFit:
     """Maximise the ELBO of a separate diagonal Gaussian q for each row of x (N, D), the
     model fixed: Adam on ``(mu, logvar)`` from the starting point given (e.g. the encoder's
     output), ``samples`` reparameterised draws per point per step (seeded, a generator of
     its own), the closed-form KL, the learning rate decayed to zero on a cosine schedule.
     Every point's ELBO depends on its own parameters only, so one optimiser over the batch
-    is N independent optimisations."""
+    is N independent optimisations. ``snapshots``: steps (1..steps) after which a copy of
+    the parameters is kept, to measure how much the last steps still change."""
+    if any(not 1 <= s <= steps for s in snapshots):
+        raise ValueError(f"snapshots must lie in 1..{steps}, got {tuple(snapshots)}")
     gen = torch.Generator().manual_seed(seed)
     mu = mu.detach().clone().requires_grad_(True)
     logvar = logvar.detach().clone().requires_grad_(True)
@@ -166,9 +196,9 @@ def fit_gaussian_per_point(
     requires = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    trace = []
+    trace, kept = [], {}
     try:
-        for _ in range(steps):
+        for step in range(1, steps + 1):
             eps = torch.randn((samples, *mu.shape), generator=gen, dtype=mu.dtype)
             z = mu + (0.5 * logvar).exp() * eps  # (S, N, L)
             elbo = reconstruction_log_likelihood(model, z, x).mean(0) - kl_to_standard_normal(
@@ -179,10 +209,12 @@ def fit_gaussian_per_point(
             opt.step()
             schedule.step()
             trace.append(elbo.mean().item())
+            if step in snapshots:
+                kept[step] = (mu.detach().clone(), logvar.detach().clone())
     finally:
         for p, r in zip(model.parameters(), requires, strict=True):
             p.requires_grad_(r)
-    return GaussianFit(mu.detach(), logvar.detach(), np.array(trace))
+    return GaussianFit(mu.detach(), logvar.detach(), np.array(trace), kept)
 
 
 # -- figures -----------------------------------------------------------------------------
@@ -249,6 +281,34 @@ def plot_gap_split(names: Sequence[str], amortisation, approximation, amort_se, 
         ax.set_ylabel(r"nats per example")
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    plt.close(fig)
+    return fig
+
+
+def plot_fit_trace(traces: dict[str, np.ndarray], window: int = 20):
+    """One panel per named fit: its mean ELBO estimate per optimisation step (each step's
+    own draws) minus the value at the first step, thin, and its running mean over
+    ``window`` steps; nats per example gained over the starting point."""
+    fig, axes = figure(ncols=len(traces), width=3.4, height=2.8)
+    axes = np.atleast_1d(axes)
+    with style():
+        for ax, (name, trace) in zip(axes, traces.items(), strict=True):
+            gain = np.asarray(trace) - trace[0]
+            steps = np.arange(1, len(gain) + 1)
+            ax.plot(steps, gain, color="0.65", lw=0.6, label="each step")
+            if len(gain) >= window:
+                smooth = np.convolve(gain, np.ones(window) / window, mode="valid")
+                ax.plot(
+                    steps[window - 1 :],
+                    smooth,
+                    color=COLORS["q"],
+                    lw=1.6,
+                    label=f"mean of {window} steps",
+                )
+            ax.set_xlabel("optimisation step")
+            ax.set_title(name)
+        axes[0].set_ylabel("ELBO gained, nats per image")
+        axes[-1].legend(loc="lower right", fontsize=8)
     plt.close(fig)
     return fig
 
