@@ -119,7 +119,9 @@ def metrics_table(metrics: dict, digits: int = 2) -> str:
         cells = []
         for s in splits:
             value, se = metrics[s][key], metrics[s].get(f"{key}_stderr")
-            cells.append(format_number(value, digits) + (f" ± {se:.{digits}f}" if se is not None else ""))
+            cells.append(
+                format_number(value, digits) + (f" ± {se:.{digits}f}" if se is not None else "")
+            )
         for s in splits:
             value = metrics[s][key]
             # the KL is a cost and reconstruction a log-likelihood: bits of each, as stored

@@ -100,10 +100,10 @@ def summarise(run) -> RunSummary:
     t, c = run.metrics["test"], run.config
     return RunSummary(
         name=run.name,
-        latent_dim=int(c.latent_dim),
-        beta=float(c.beta),
-        seed=int(c.seed),
-        warmup_epochs=int(c.kl_warmup_epochs or 0),
+        latent_dim=int(c.model.latent_dim),
+        beta=float(c.optim.beta),
+        seed=int(c.run.seed),
+        warmup_epochs=int(c.optim.kl_warmup_epochs or 0),
         elbo=float(t["elbo"]),
         reconstruction=float(t["reconstruction"]),
         kl=float(t["kl"]),
