@@ -38,7 +38,10 @@ def in_process(capsys, *args):
     """The CLI entry point without a new interpreter (variations of an already covered case)."""
     from vaebook.cli import main
 
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's refusals
+        code = e.code
     return subprocess.CompletedProcess(args, code, "", capsys.readouterr().err)
 
 
@@ -64,7 +67,7 @@ def trained_run(tmp_path_factory):
 def test_train_writes_run_under_default_runs_folder(trained_run):
     cwd, run = trained_run
     assert (run / "metrics.json").is_file() and (run / "provenance.json").is_file()
-    assert json.loads((run / "config.json").read_text())["out_dir"] == "runs"
+    assert json.loads((run / "config.json").read_text())["runs_dir"] == "runs"
 
 
 def test_evaluate_reports_consistent_bounds(trained_run):
@@ -102,10 +105,63 @@ def test_train_from_config_file_and_progress_bar(tmp_path):
     assert "elbo=" in result.stderr and "step" in result.stderr  # tqdm bar with the running ELBO
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bench"], ["list"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["reproduce"], ["list"]])
 def test_help(command, tmp_path):
     result = vaebook(*command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def subparsers():
+    import argparse
+
+    from vaebook.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_config_field_is_a_train_flag_with_help_and_default(capsys):
+    """``train --help`` names every flag's default; every TrainConfig field has a flag, and
+    the flag's name is the field's."""
+    from vaebook.vae.config import TrainConfig
+
+    train = subparsers()["train"]
+    flags = {a.dest: a for a in train._actions if a.dest != "help"}
+    assert set(TrainConfig.fields()) <= set(flags)
+    for name in TrainConfig.fields():
+        assert flags[name].option_strings[0] == "--" + name.replace("_", "-")
+    for dest, action in flags.items():
+        assert action.help and "(default: " in action.help, dest
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert shown.count("(default:") >= len(flags) - 2  # argparse wraps a few help lines
+    assert "--no-analytic-kl" in shown and "--latent-dim LATENT_DIM" in shown
+
+
+def test_one_flag_per_concept_across_commands():
+    """The same concept has the same flag (and the same help) in every command that has it;
+    commands dispatch through the parser."""
+    commands = subparsers()
+    helps: dict[str, set] = {}
+    for name, parser in commands.items():
+        assert callable(parser.get_default("func")), name
+        for action in parser._actions:
+            for flag in action.option_strings:
+                helps.setdefault(flag, set()).add(action.help.split(" (default")[0])
+    for flag in ("--runs-dir", "--device", "--progress", "--data-dir"):
+        assert len(helps[flag]) <= 2, (flag, helps[flag])  # the field's, or a narrower one
+    assert {"--runs-dir"} <= {f for a in commands["list"]._actions for f in a.option_strings}
+    assert {"--runs-dir"} <= {f for a in commands["reproduce"]._actions for f in a.option_strings}
+    for retired in ("--out-dir", "--num-threads", "--binarize", "--model", "--devices"):
+        assert retired not in helps, retired
+
+
+def test_resume_takes_only_runtime_flags(trained_run, capsys):
+    _, run = trained_run
+    assert_usage_error(
+        in_process(capsys, "train", "--resume", run, "--latent-dim", "3"), "--latent-dim"
+    )
 
 
 def test_argument_parsing_needs_no_torch():
@@ -120,77 +176,6 @@ def test_argument_parsing_needs_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ppca"
-
-
-def test_bench_runs_small(capsys):
-    """The printout has the fields bench promises; no timing is asserted."""
-    from vaebook.cli import main
-
-    argv = ["bench", "--steps", "3", "--rounds", "1", "--ll-k", "20", "--ll-examples", "10"]
-    assert main([*argv, "--ll-loop-examples", "10", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    for field in (
-        "examples/s",
-        "plain loop (in-memory tensor batches)",
-        "classic example loop",
-        "ratio vaebook / plain:",
-        "ratio vaebook / classic:",
-        "matmul floor:",
-        "fraction of the matmul floor (vaebook step):",
-        "noise: matmul probe",
-        "noise verdict:",
-        "vectorised",
-        "per-example loop, explicit densities",
-        "EXTRAPOLATED: timed on 1 of 10 examples",  # the one-sample-at-a-time loop
-    ):
-        assert field in out, field
-
-
-def test_bench_device_spellings():
-    """``--device`` is the documented spelling; ``--devices`` still works."""
-    from vaebook.cli import build_parser
-
-    for spelling in ("--device", "--devices"):
-        args = build_parser().parse_args(["bench", spelling, "cpu"])
-        assert args.device == "cpu"
-    assert build_parser().parse_args(["bench"]).device == "auto"
-
-
-def test_bench_noise_verdict(capsys):
-    from vaebook.bench import verdict
-
-    verdict("[cpu]", [1.0, 1.05, 1.02], {"plain": [1.3, 1.32], "classic": [2.0, 2.1]}, 128)
-    assert "noise verdict: quiet" in capsys.readouterr().out
-    verdict("[cpu]", [1.0, 1.3, 1.02], {"plain": [1.3, 1.32], "classic": [2.0, 2.1]}, 128)
-    assert "NOT TO BE TRUSTED" in capsys.readouterr().out
-    verdict("[cpu]", [1.0, 1.0, 1.0], {"plain": [1.3, 2.0], "classic": [2.0, 2.1]}, 128)
-    assert "NOT TO BE TRUSTED" in capsys.readouterr().out
-
-
-def test_bench_floor_counts_the_steps_matmuls():
-    """4 forward products, 4 weight gradients, 3 input gradients (the data need none)."""
-    from vaebook.bench import LAYERS, step_flops, step_matmuls
-
-    assert len(step_matmuls(128)) == 11
-    full = 3 * sum(2 * 128 * n_in * n_out for n_in, n_out in LAYERS)
-    assert step_flops(128) == full - 2 * 128 * 784 * 400
-
-
-def test_bench_explicit_loop_matches_the_distributions_loop():
-    """The per-example loop with explicit densities against torch.distributions (the oracle),
-    same draws."""
-    import torch
-
-    from vaebook.bench import loglik_loop_explicit, loglik_loop_per_example
-    from vaebook.vae.models import VAE
-
-    torch.manual_seed(0)
-    model, x = VAE(784, (400,), 20).eval(), torch.rand(3, 784)
-    torch.manual_seed(1)
-    explicit = loglik_loop_explicit(model, x, 50)
-    torch.manual_seed(1)
-    oracle = loglik_loop_per_example(model, x, 50)
-    torch.testing.assert_close(explicit, oracle, rtol=1e-5, atol=1e-3)
 
 
 def test_unknown_dataset(tmp_path):
@@ -261,10 +246,10 @@ def test_bad_inputs_each_give_one_line_and_status_2(tmp_path, capsys):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     assert_usage_error(
-        in_process(capsys, "train", *small, "--out-dir", a_file), "cannot create the run folder"
+        in_process(capsys, "train", *small, "--runs-dir", a_file), "cannot create the run folder"
     )
     assert_usage_error(
-        in_process(capsys, "train", *small, "--out-dir", a_file / "below"),
+        in_process(capsys, "train", *small, "--runs-dir", a_file / "below"),
         "cannot create the run folder",
     )
     for device in ("meta", "xla", "mps"):
@@ -323,7 +308,7 @@ def test_npy_header_claiming_more_than_the_file_holds(tmp_path, capsys):
     runs = tmp_path / "runs"
     for name in ("bomb.npy", "bomb.npz"):
         result = vaebook(
-            "train", "--dataset", "file", "--data-dir", name, "--out-dir", runs, cwd=tmp_path
+            "train", "--dataset", "file", "--data-dir", name, "--runs-dir", runs, cwd=tmp_path
         )
         assert_usage_error(result, name, "header claims", "(1000000, 1000000)")
     assert not runs.exists()

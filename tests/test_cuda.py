@@ -28,18 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def config(tmp_path, **overrides):
     base = dict(
         dataset="digits",
-        binarize="dynamic",
+        binarization="dynamic",
         epochs=2,
         batch_size=128,
         hidden_dims=[32],
         latent_dim=4,
-        out_dir=str(tmp_path),
+        runs_dir=str(tmp_path),
         run_name="run",
         progress=False,
         seed=3,
         device="cuda",
     )
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig.from_dict({**base, **overrides})
 
 
 def vaebook(*args, cwd):
@@ -98,7 +98,7 @@ def test_resuming_on_another_kind_of_device_is_refused_before_anything_is_touche
     from vaebook.cli import build_parser
 
     train(config(tmp_path / "g", epochs=1))  # a GPU checkpoint
-    train(config(tmp_path / "c", epochs=1, device="cpu", num_threads=1))  # a CPU checkpoint
+    train(config(tmp_path / "c", epochs=1, device="cpu", threads=1))  # a CPU checkpoint
     for run, device, made_on in (("g/run", "cpu", "cuda"), ("c/run", "cuda", "cpu")):
         before = snapshot(tmp_path / run)
         result = vaebook(
@@ -147,8 +147,17 @@ def test_reproduce_one_small_run_on_cuda(tmp_path):
 
     name = "digits-L4-beta1-seed0"
     result = vaebook(
-        "reproduce", "--run", name, "--device", "cuda", "--epochs", "3", "--out-dir", tmp_path,
-        "--no-progress", cwd=tmp_path,
+        "reproduce",
+        "--run",
+        name,
+        "--device",
+        "cuda",
+        "--epochs",
+        "3",
+        "--runs-dir",
+        tmp_path,
+        "--no-progress",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     run = P.load(name, root=tmp_path)

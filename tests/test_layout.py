@@ -5,8 +5,10 @@
 - vaebook.vae imports neither SymPy nor matplotlib, nor vaebook.symbolic, vaebook.chapters
   or vaebook.plots;
 - vaebook.plots imports neither half;
-- nothing imports the command line (vaebook.cli, vaebook.bench, vaebook.__main__) except
-  the command line itself.
+- nothing imports the command line (vaebook.cli, vaebook.__main__) except the command line
+  itself, and nothing in the package imports the tools outside it (tools/);
+- no module of the package is over 450 lines, and the package root holds the package
+  (the benchmark is a tool).
 
 Imports are read from the source (every ``import``, also inside functions), and the
 symbolic half is also imported for real with torch, NumPy and matplotlib blocked.
@@ -22,7 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "vaebook"
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
-COMMAND_LINE = {"vaebook.cli", "vaebook.bench", "vaebook.__main__"}
+COMMAND_LINE = {"vaebook.cli", "vaebook.__main__"}
+MAX_LINES = 450
 
 
 def module_name(path: Path) -> str:
@@ -104,6 +107,25 @@ def test_nothing_imports_the_command_line(path):
     if module_name(path) in COMMAND_LINE:
         return
     assert not vaebook_modules(imports(path)) & COMMAND_LINE
+
+
+@pytest.mark.parametrize("path", ALL, ids=module_name)
+def test_nothing_in_the_package_imports_the_tools(path):
+    assert not {n for n in imports(path) if first(n) == "tools"}
+
+
+@pytest.mark.parametrize("path", ALL, ids=module_name)
+def test_modules_are_short_enough_to_read_in_one_sitting(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{module_name(path)} has {lines} lines"
+
+
+def test_the_package_root_holds_the_package():
+    """Beside the halves and the chapters, the root holds the CLI, the figure style and the
+    package's own files; the benchmark and the GPU script are tools outside it."""
+    root = {p.name for p in PKG.glob("*.py")}
+    assert root == {"__init__.py", "__main__.py", "cli.py", "plots.py"}, root
+    assert (ROOT / "tools" / "bench.py").is_file() and (ROOT / "tools" / "gpu_run.sh").is_file()
 
 
 def test_symbolic_side_imports_without_torch_numpy_matplotlib():

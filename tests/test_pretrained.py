@@ -35,10 +35,10 @@ def test_recorded_test_metrics_are_recomputed_from_the_weights(name):
         assert math.isclose(again[key], recorded[key], abs_tol=P.TOLERANCE_REEVALUATE), key
     assert recorded["elbo"] <= recorded["log_likelihood"] + 1e-6
     prov = run.provenance
-    assert prov["run"] == name and prov["seed"] == run.config.seed
-    assert prov["epochs"] == run.config.epochs == len(run.history)
+    assert prov["run"] == name and prov["seed"] == run.config.run.seed
+    assert prov["epochs"] == run.config.optim.epochs == len(run.history)
     assert prov["device"] in ("cpu", "cuda") and prov["device_name"]
-    assert run.metrics["binarization"] == run.config.binarize
+    assert run.metrics["binarization"] == run.config.data.binarization
 
 
 def copy_of(name, tmp_path):
@@ -82,7 +82,7 @@ def test_a_pickle_in_place_of_the_weights_is_never_unpickled(tmp_path):
 def test_cli_error_for_a_missing_run_is_one_line(tmp_path):
     from vaebook.cli import main
 
-    assert main(["reproduce", "--run", "no-such-run", "--out-dir", str(tmp_path)]) == 2
+    assert main(["reproduce", "--run", "no-such-run", "--runs-dir", str(tmp_path)]) == 2
 
 
 def test_retraining_a_run_on_the_cpu_reproduces_its_metrics(tmp_path):
@@ -95,7 +95,7 @@ def test_retraining_a_run_on_the_cpu_reproduces_its_metrics(tmp_path):
             "reproduce",
             "--run",
             name,
-            "--out-dir",
+            "--runs-dir",
             str(tmp_path),
             "--device",
             "cpu",
@@ -125,7 +125,7 @@ def test_a_run_trained_with_another_seed_stream_is_judged_by_the_seed_spread(tmp
     name = "digits-L4-beta1-seed0"
     spec = P.RUNS[name]
     values = {**spec.config, "seed": 12345, "device": "cpu", "progress": False}
-    config = TrainConfig.from_dict({**values, "out_dir": str(tmp_path), "run_name": "x"})
+    config = TrainConfig.from_dict({**values, "runs_dir": str(tmp_path), "run_name": "x"})
     train(config)
     fresh = P.evaluate_run(name, spec, config, tmp_path / "x")["test"]
     spread = P.seed_spread(name)
@@ -166,7 +166,7 @@ def test_mnist_burda_preset_on_a_tiny_generated_idx_folder(tmp_path, capsys):
             str(tmp_path),
             "--epochs",
             "1",
-            "--out-dir",
+            "--runs-dir",
             str(tmp_path / "runs"),
             "--device",
             "cpu",

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 import vaebook
 from vaebook.vae import train as train_module
 from vaebook.vae.checkpoint import CheckpointError, load_checkpoint
-from vaebook.vae.config import ConfigError, TrainConfig
+from vaebook.vae.config import ConfigError, DataConfig, OptimConfig, TrainConfig, beta_at, lr_at
 from vaebook.vae.data import load_dataset
 from vaebook.vae.train import TrainingDiverged, train
 
@@ -31,14 +31,18 @@ def config(tmp_path, **overrides):
         batch_size=256,
         hidden_dims=[32],
         latent_dim=4,
-        out_dir=str(tmp_path),
+        runs_dir=str(tmp_path),
         run_name="run",
         progress=False,
-        num_threads=1,
+        threads=1,
         seed=3,
         device="cpu",
     )
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig.from_dict({**base, **overrides})
+
+
+def checkpoint_of(run_dir):
+    return load_checkpoint(Path(run_dir) / "checkpoint.safetensors")
 
 
 def comparable(rows):
@@ -50,7 +54,7 @@ def metrics_rows(run_dir):
 
 
 def test_run_folder_layout_and_provenance(tmp_path):
-    result = train(config(tmp_path, binarize="dynamic"))
+    result = train(config(tmp_path, binarization="dynamic"))
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
     assert names == {
@@ -88,9 +92,12 @@ def test_training_improves_the_elbo(tmp_path):
 
 
 def test_resume_is_bitwise_identical_to_uninterrupted(tmp_path):
-    train(config(tmp_path / "a", epochs=4))
-    train(config(tmp_path / "b", epochs=2))
-    train(config(tmp_path / "b", epochs=4), resume=True)
+    """With a decaying step size and a KL warm-up: both are functions of the epoch, so the
+    resumed run continues them exactly."""
+    schedule = {"lr_decay": 0.8, "kl_warmup_epochs": 3, "binarization": "dynamic"}
+    train(config(tmp_path / "a", epochs=4, **schedule))
+    train(config(tmp_path / "b", epochs=2, **schedule))
+    train(config(tmp_path / "b", epochs=4, **schedule), resume=True)
     wa, wb = (
         load_file(str(tmp_path / "a/run/model.safetensors")),
         load_file(str(tmp_path / "b/run/model.safetensors")),
@@ -101,12 +108,15 @@ def test_resume_is_bitwise_identical_to_uninterrupted(tmp_path):
     assert comparable(metrics_rows(tmp_path / "a/run")) == comparable(
         metrics_rows(tmp_path / "b/run")
     )
-    _, sa = load_checkpoint(tmp_path / "a/run")
-    _, sb = load_checkpoint(tmp_path / "b/run")
+    _, sa = checkpoint_of(tmp_path / "a/run")
+    _, sb = checkpoint_of(tmp_path / "b/run")
     assert torch.equal(sa["torch_rng"], sb["torch_rng"]) and torch.equal(
         sa["batch_generator"], sb["batch_generator"]
     )
     assert json.loads((tmp_path / "b/run/provenance.json").read_text())["resumed_from_epoch"] == 2
+    rows = metrics_rows(tmp_path / "b/run")
+    assert [r["beta"] for r in rows] == [pytest.approx(e / 3) for e in (1, 2)] + [1.0, 1.0]
+    assert sa["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.8**3)
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
@@ -126,7 +136,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
         "--threads",
         "1",
         "--no-progress",
-        "--out-dir",
+        "--runs-dir",
         str(tmp_path / "k"),
         "--run-name",
         "run",
@@ -147,7 +157,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
-    _, state = load_checkpoint(tmp_path / "k/run")
+    _, state = checkpoint_of(tmp_path / "k/run")
     assert 1 <= state["epoch"] < 15
     resumed = subprocess.run(
         [
@@ -183,11 +193,11 @@ def test_truncated_or_foreign_checkpoint_is_refused(tmp_path):
         train(config(tmp_path, epochs=2), resume=True)
     (run / "checkpoint.safetensors").write_bytes((run / "model.safetensors").read_bytes())
     with pytest.raises(CheckpointError, match="not a vaebook checkpoint"):
-        load_checkpoint(run)
+        checkpoint_of(run)
 
 
 def _train_in_child(cfg):  # run in a forked process that the test kills
-    train(cfg, resume=(Path(cfg.out_dir) / cfg.run_name / "config.json").exists())
+    train(cfg, resume=(Path(cfg.run.runs_dir) / cfg.run.run_name / "config.json").exists())
 
 
 def test_random_kills_never_leave_a_run_that_cannot_be_resumed(tmp_path):
@@ -198,7 +208,7 @@ def test_random_kills_never_leave_a_run_that_cannot_be_resumed(tmp_path):
     import random
 
     cfg = config(tmp_path / "k", epochs=150, batch_size=512, hidden_dims=[16], latent_dim=2)
-    load_dataset("digits")  # import scikit-learn and torch's optimiser machinery here, once,
+    load_dataset(DataConfig())  # import scikit-learn and torch's optimiser machinery here, once,
     train_module.make_optimizer(torch.nn.Linear(1, 1), 1e-3)  # not in every forked child
     ctx = multiprocessing.get_context("fork")
     rng, kills = random.Random(0), 0
@@ -232,7 +242,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(tmp_pat
     cfg = config(tmp_path, epochs=2)
     run = tmp_path / "run"
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     (run / "metrics.jsonl").write_text("")
     resumed = train(cfg, resume=True)
     fresh = train(config(tmp_path / "fresh", epochs=2))
@@ -265,7 +275,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "elbo_terms", poisoned)
     with pytest.raises(TrainingDiverged, match="nan.*epoch 2.*last good checkpoint"):
         train(config(tmp_path, epochs=3, progress_every=2))
-    weights, state = load_checkpoint(tmp_path / "run")
+    weights, state = checkpoint_of(tmp_path / "run")
     assert state["epoch"] == 1
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert [r["epoch"] for r in metrics_rows(tmp_path / "run")] == [1]
@@ -288,7 +298,7 @@ def test_linear_model_on_ppca_through_the_trainer(tmp_path):
         config(
             tmp_path,
             dataset="ppca",
-            model="linear",
+            architecture="linear",
             likelihood="gaussian",
             hidden_dims=None,
             latent_dim=2,
@@ -315,7 +325,7 @@ def test_linear_model_on_ppca_through_the_trainer(tmp_path):
         ("seed", "zero"),
         ("beta", "x"),
         ("beta", float("nan")),
-        ("num_threads", -3),
+        ("threads", -3),
         ("lr", float("inf")),
         ("epochs", True),
         ("analytic_kl", "yes"),
@@ -323,11 +333,33 @@ def test_linear_model_on_ppca_through_the_trainer(tmp_path):
         ("run_name", "a/b"),
         ("dataset", "cifar"),
         ("test_fraction", 1.5),
+        ("binarization", "sometimes"),
+        ("architecture", "conv"),
     ],
 )
 def test_config_values_of_the_wrong_type_or_range_are_refused(key, value):
     with pytest.raises(ConfigError, match=key):
         TrainConfig.from_dict({key: value})
+
+
+def test_config_sections_round_trip_and_one_name_per_field():
+    """The four sections hold every field once; config.json's flat mapping round-trips."""
+    from vaebook.vae.config import SECTIONS
+
+    names = [f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)]
+    assert len(names) == len(set(names)) == len(TrainConfig().to_dict())
+    c = TrainConfig.from_dict({"latent_dim": 3, "beta": 0.5, "binarization": "static"})
+    assert (c.model.latent_dim, c.optim.beta, c.data.binarization) == (3, 0.5, "static")
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match="linear VAE"):
+        c.replace(architecture="linear")
+
+
+def test_schedules_are_functions_of_the_epoch():
+    o = OptimConfig(lr=0.1, lr_decay=0.5, beta=2.0, kl_warmup_epochs=4)
+    assert [lr_at(o, e) for e in (1, 2, 3)] == [0.1, 0.05, 0.025]
+    assert [beta_at(o, e) for e in (1, 2, 4, 9)] == [0.5, 1.0, 2.0, 2.0]
+    assert beta_at(OptimConfig(beta=0.3), 1) == 0.3
 
 
 def snapshot(folder: Path) -> dict:

@@ -1,19 +1,33 @@
-"""Command line: ``python -m vaebook {train,evaluate,bench,list}``.
+"""Command line: ``python -m vaebook {train,evaluate,reproduce,list}``.
 
-Bad input (unknown dataset, missing MNIST folder, non-positive numbers, batch
-larger than the data, unreadable checkpoint, unknown config keys) prints one
-line ``vaebook: error: ...`` on stderr and exits with status 2.
+- ``train``: train a VAE, or resume one (``--resume RUN_DIR``); its flags are generated from
+  the fields of :class:`~vaebook.vae.config.TrainConfig`, each with its help and default.
+- ``evaluate``: ELBO, IWAE-k and the log-likelihood estimate of a run's test split.
+- ``reproduce``: retrain the runs the book renders (``--jobs N`` side by side), or a preset.
+- ``list``: the data sets, and the runs in a folder.
+
+A concept has one flag in every command (``--runs-dir``, ``--device``, ``--seed``,
+``--data-dir``, ``--epochs``, ``--progress``), described once, by the configuration field
+it sets. Commands dispatch through the parser (each sub-parser names its function). Bad
+input (unknown data set, missing MNIST folder, non-positive numbers, batch larger than the
+data, unreadable or foreign checkpoint, unknown config keys, a forged array header)
+prints one line ``vaebook: error: ...`` on stderr and exits with status 2. The benchmark is
+a tool outside the package: ``python tools/bench.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 # vaebook.vae.config imports no torch, so argument errors come back at once.
-from .vae.config import ACTIVATIONS, BINARIZATIONS, DATASETS, LIKELIHOODS, MODELS
+from .vae.config import DATASETS, SECTIONS, ConfigError, TrainConfig, check_field
+
+SECTION_TITLES = {"data": "data", "model": "model", "optim": "optimisation", "run": "run"}
+RESUME_FLAGS = ("epochs", "progress", "threads", "device")  # what --resume may change
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,6 +36,71 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D102 -- argparse API
         sys.stderr.write(f"vaebook: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
+
+
+# -- flags generated from the configuration's fields --------------------------------------
+def _shown(value, meta: dict) -> str:
+    if value is None:
+        return meta["unset"]
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _parse(name: str, meta: dict):
+    """The argparse type of field ``name``: the text parsed by the field's kind, then
+    checked by the one check the configuration uses (:func:`check_field`)."""
+    kind = meta["kind"]
+
+    def parse(text: str):
+        try:
+            if kind == "widths":
+                value = [int(v) for v in text.split(",") if v.strip()]
+            elif "int" in kind:
+                value = int(text)
+            elif kind in ("positive number", "fraction", "decay", "weight"):
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r} as {kind}") from None
+        try:
+            check_field(name, value, meta)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    return parse
+
+
+def config_flag(parser, name: str, *, default=argparse.SUPPRESS, shown=None, **overrides):
+    """Add the flag of configuration field ``name`` (``--latent-dim`` for ``latent_dim``)
+    with the field's help, check and default (``default``: what the flag leaves when it
+    is not given -- by default nothing, so a config file's value or the field's default
+    stays; ``shown``: the default the help names, if not the field's)."""
+    _, f = TrainConfig.fields()[name]
+    meta = f.metadata
+    field_default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    shown = _shown(field_default, meta) if shown is None else shown
+    kwargs = {"dest": name, "default": default, "help": f"{meta['help']} (default: {shown})"}
+    if meta["kind"] == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs |= {"type": _parse(name, meta), "metavar": name.upper()}
+        if meta["choices"] is not None:
+            kwargs |= {"choices": meta["choices"], "metavar": "{" + ",".join(meta["choices"]) + "}"}
+    kwargs["help"] = kwargs["help"].replace("%", "%%")
+    parser.add_argument("--" + name.replace("_", "-"), **(kwargs | overrides))
+
+
+def add_train_flags(parser) -> None:
+    """One flag per TrainConfig field, grouped by section."""
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(f"{SECTION_TITLES[section]} (TrainConfig.{section})")
+        for f in dataclasses.fields(cls):
+            config_flag(group, f.name)
 
 
 def positive_int(text: str) -> int:
@@ -34,214 +113,110 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
-    return values
-
-
-def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--dataset",
-        choices=["synthetic", "digits", "mnist"],
-        default="synthetic",
-        help="784-dim data: synthetic uniform [0,1] (default), digits upsampled to 28x28, or MNIST",
-    )
-    p.add_argument("--data-dir", dest="data_dir", help="MNIST folder (dataset mnist)")
-    p.add_argument(
-        "--steps",
-        type=positive_int,
-        default=200,
-        help="timed optimisation steps per contender and round",
-    )
-    p.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=3,
-        help="alternating rounds; the best round is reported",
-    )
-    p.add_argument("--batch-size", dest="batch_size", type=positive_int, default=128)
-    p.add_argument(
-        "--device",
-        "--devices",
-        dest="device",
-        default="auto",
-        help="cpu, cuda, or a comma list (cpu,cuda); auto (default) = cpu, and cuda if present",
-    )
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--ll-k", dest="ll_k", type=positive_int, default=5000)
-    p.add_argument("--ll-examples", dest="ll_examples", type=positive_int, default=1000)
-    p.add_argument(
-        "--ll-loop-examples",
-        dest="ll_loop_examples",
-        type=positive_int,
-        default=20,
-        help="examples the per-example loops run on (their time is scaled to --ll-examples)",
-    )
-    p.add_argument(
-        "--skip-ll", dest="skip_ll", action="store_true", help="only the training throughput"
-    )
-    p.add_argument("--seed", type=int, default=0)
-
-
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m vaebook", description="Train and evaluate VAEs.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     t = sub.add_parser(
         "train",
-        help="train a VAE (config file and/or flags)",
-        description="Train a VAE. Flags override values from --config; defaults are TrainConfig's.",
-    )
-    S = argparse.SUPPRESS  # flags not given leave the config file's (or the default) value
-    t.add_argument("--config", type=Path, help="JSON file with TrainConfig keys")
-    t.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR", help="continue a run from its last checkpoint"
-    )
-    t.add_argument("--dataset", choices=list(DATASETS), default=S)
-    t.add_argument(
-        "--data-dir",
-        dest="data_dir",
-        default=S,
-        help="MNIST: the folder of IDX files; file: the .npy/.npz array",
-    )
-    t.add_argument("--binarize", choices=BINARIZATIONS, default=S)
-    t.add_argument("--model", choices=MODELS, default=S)
-    t.add_argument("--likelihood", choices=LIKELIHOODS, default=S)
-    t.add_argument(
-        "--hidden-dims", dest="hidden_dims", type=int_list, default=S, help="e.g. 400 or 256,128"
-    )
-    t.add_argument("--latent-dim", dest="latent_dim", type=positive_int, default=S)
-    t.add_argument("--decoder-std", dest="decoder_std", type=positive_float, default=S)
-    t.add_argument("--epochs", type=positive_int, default=S)
-    t.add_argument("--batch-size", dest="batch_size", type=positive_int, default=S)
-    t.add_argument("--lr", type=positive_float, default=S)
-    t.add_argument(
-        "--lr-decay", dest="lr_decay", type=positive_float, default=S, help="per-epoch factor"
-    )
-    t.add_argument("--beta", type=float, default=S)
-    t.add_argument(
-        "--kl-warmup-epochs",
-        dest="kl_warmup_epochs",
-        type=int,
-        default=S,
-        help="raise beta linearly from 0 over this many epochs",
+        help="train a VAE (flags and/or a config file), or resume one",
+        description="Train a VAE. Flags override the values of --config; unset ones keep "
+        "TrainConfig's defaults, shown with each flag.",
     )
     t.add_argument(
-        "--train-k",
-        dest="train_k",
-        type=positive_int,
-        default=S,
-        help="train the IWAE bound with this many samples (1: the ELBO)",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="JSON object of TrainConfig fields, flat, as a run's config.json (default: none)",
     )
-    t.add_argument("--activation", choices=ACTIVATIONS, default=S)
     t.add_argument(
-        "--mc-kl", dest="analytic_kl", action="store_false", default=S, help="Monte Carlo KL"
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run from its last checkpoint; only "
+        + ", ".join("--" + f.replace("_", "-") for f in RESUME_FLAGS)
+        + " may change (default: none, a new run)",
     )
-    t.add_argument("--seed", type=int, default=S)
-    t.add_argument("--device", default=S, help="auto (default), cpu, cuda, mps")
-    t.add_argument("--bf16", action="store_true", default=S, help="bf16 autocast (CUDA only)")
-    t.add_argument("--compile", action="store_true", default=S, help="torch.compile the loss")
-    t.add_argument("--threads", dest="num_threads", type=positive_int, default=S)
-    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=positive_int, default=S)
-    t.add_argument(
-        "--out-dir", dest="out_dir", default=S, help="parent of run folders (default runs)"
-    )
-    t.add_argument("--run-name", dest="run_name", default=S)
-    t.add_argument("--no-progress", dest="progress", action="store_false", default=S)
+    add_train_flags(t)
+    t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
         "evaluate", help="ELBO, IWAE-k and log-likelihood estimate on a run's test split"
     )
-    e.add_argument("run_dir", type=Path)
+    e.add_argument("run_dir", type=Path, help="the run folder")
     e.add_argument(
         "--k",
         type=positive_int,
         default=5000,
-        help="importance samples for log p(x) (default 5000)",
+        help="importance samples for log p(x) (default: 5000)",
     )
     e.add_argument(
         "--iwae-k",
         dest="iwae_k",
         type=positive_int,
         default=50,
-        help="samples for the IWAE bound (must divide --k)",
+        help="samples of the IWAE bound, dividing --k (default: 50)",
     )
     e.add_argument(
-        "--max-examples", dest="max_examples", type=positive_int, help="first N test examples only"
+        "--max-examples",
+        dest="max_examples",
+        type=positive_int,
+        help="the first N test examples only (default: all)",
     )
-    e.add_argument("--device", default="auto")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--no-progress", dest="progress", action="store_false")
-
-    b = sub.add_parser(
-        "bench", help="throughput vs the classic PyTorch VAE loop; log p(x) estimate timing"
-    )
-    add_bench_arguments(b)
+    config_flag(e, "device", default="auto")
+    config_flag(e, "seed", default=0, help="seeds the importance samples (default: 0)")
+    config_flag(e, "progress", default=True)
+    e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser(
         "reproduce",
         help="retrain the runs the book uses (GPU when there is one) into vaebook/pretrained",
         description="Retrain committed runs from their recipes and record their metrics.",
     )
-    r.add_argument("--run", action="append", metavar="NAME", help="this run only (repeatable)")
+    r.add_argument(
+        "--run", action="append", metavar="NAME", help="this run only, repeatable (default: all)"
+    )
     r.add_argument("--list", action="store_true", help="list the runs and presets, train nothing")
     r.add_argument(
-        "--preset", help="a recipe outside the book, e.g. mnist-burda (needs --data-dir)"
+        "--preset", help="a recipe outside the book, e.g. mnist-burda (default: the book's runs)"
     )
-    r.add_argument("--data-dir", dest="data_dir", help="MNIST folder, for --preset mnist-burda")
-    r.add_argument("--device", default="auto", help="auto (default), cpu, cuda")
-    r.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
     r.add_argument(
-        "--out-dir",
-        dest="out_dir",
-        type=Path,
-        help="where run folders go (default: vaebook/pretrained; runs/ for presets)",
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="runs trained side by side, in worker processes (default: 1)",
     )
-    r.add_argument("--no-progress", dest="progress", action="store_false")
+    config_flag(
+        r, "data_dir", default=None, help="MNIST folder, for --preset mnist-burda (default: none)"
+    )
+    config_flag(r, "device", default="auto")
+    config_flag(r, "epochs", default=None, help="epochs of every run (default: the recipe's)")
+    config_flag(r, "runs_dir", default=None, shown="vaebook/pretrained; runs for presets")
+    config_flag(r, "progress", default=True)
+    r.set_defaults(func=cmd_reproduce)
 
     ls = sub.add_parser("list", help="known datasets and the runs in a folder")
-    ls.add_argument("--runs-dir", dest="runs_dir", type=Path, default=Path("runs"))
+    config_flag(ls, "runs_dir", default="runs")
+    ls.set_defaults(func=cmd_list)
     return parser
 
 
+# -- the commands ---------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .vae.checkpoint import load_config
-    from .vae.config import ConfigError, TrainConfig
+    from .vae.run_folder import RunFolder
     from .vae.train import train
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume")}
+    not_config = ("command", "func", "config", "resume")
+    flags = {k: v for k, v in vars(args).items() if k not in not_config}
     if args.resume is not None:
-        extra = sorted(set(flags) - {"epochs", "progress", "num_threads", "device"})
+        extra = sorted(set(flags) - set(RESUME_FLAGS))
         if extra or args.config is not None:
-            raise ConfigError(
-                "--resume takes only --epochs/--no-progress/--threads/--device, "
-                f"not {', '.join(extra) or '--config'}"
-            )
-        config = load_config(args.resume)
-        values = {
-            **vars(config),
-            **flags,
-            "out_dir": str(args.resume.parent),
-            "run_name": args.resume.name,
-        }
-        result = train(TrainConfig.from_dict(values), resume=True)
+            allowed = ", ".join("--" + f.replace("_", "-") for f in RESUME_FLAGS)
+            refused = ", ".join("--" + f.replace("_", "-") for f in extra) or "--config"
+            raise ConfigError(f"--resume takes only {allowed}, not {refused}")
+        folder = RunFolder.open(args.resume)
+        where = {"runs_dir": str(args.resume.parent), "run_name": args.resume.name}
+        result = train(folder.config.replace(**flags, **where), resume=True)
     else:
         values = {}
         if args.config is not None:
@@ -253,11 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ) from None
             if not isinstance(values, dict):
                 raise ConfigError(f"config file {args.config} must hold a JSON object")
-        try:
-            config = TrainConfig.from_dict({**values, **flags})
-        except TypeError as e:
-            raise ConfigError(f"bad config: {e}") from None
-        result = train(config)
+        result = train(TrainConfig.from_dict({**values, **flags}))
     keys = [k for k in result if k.startswith("test_")]
     print(f"run folder: {result['run_dir']}")
     print("  ".join(f"{k}={result[k]:.4f}" for k in keys))
@@ -265,28 +236,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .vae.checkpoint import atomic_write_json, load_run
-    from .vae.config import ConfigError
+    from .vae.devices import select_device
     from .vae.evaluate import evaluate
-    from .vae.train import select_device
+    from .vae.run_folder import RunFolder
 
     device = select_device(args.device)
-    config, model, data = load_run(args.run_dir, device)
+    folder = RunFolder.open(args.run_dir)
+    model, data = folder.load(device)
     x = data.test[: args.max_examples].to(device)  # (N, D)
     if args.k % args.iwae_k:
         raise ConfigError(f"--iwae-k ({args.iwae_k}) must divide --k ({args.k})")
     r = evaluate(model, x, k=args.k, iwae_ks=(args.iwae_k,), seed=args.seed, progress=args.progress)
     elbo, iwae, ll = r["elbo"], r[f"iwae_{args.iwae_k}"], r["log_likelihood"]
     consistent = elbo <= iwae + 1e-5 and iwae <= ll + 1e-5
+    c = folder.config
     result = {
-        "dataset": config.dataset,
-        "binarization": config.binarize,
+        "dataset": c.data.dataset,
+        "binarization": c.data.binarization,
         **r,
         "consistent": consistent,
         "device": str(device),
     }
-    atomic_write_json(Path(args.run_dir) / "evaluation.json", result)
-    print(f"{config.dataset} test split, {x.shape[0]} examples, nats per example:")
+    folder.write_evaluation(result)
+    print(f"{c.data.dataset} test split, {x.shape[0]} examples, nats per example:")
     recon, kl = r["reconstruction"], r["kl"]
     print(f"  ELBO          {elbo:10.4f}  (reconstruction {recon:.4f}, KL {kl:.4f})")
     print(f"  IWAE-{args.iwae_k:<8d} {iwae:10.4f}")
@@ -312,27 +284,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     if args.preset is not None:
         if args.preset not in P.PRESETS:
-            raise P.PretrainedError(
-                f"unknown preset {args.preset!r}; known: {', '.join(P.PRESETS)}"
-            )
-        names, root = list(P.PRESETS[args.preset]), args.out_dir or Path("runs")
+            known = ", ".join(P.PRESETS)
+            raise P.PretrainedError(f"unknown preset {args.preset!r}; known: {known}")
+        names, root = list(P.PRESETS[args.preset]), Path(args.runs_dir or "runs")
     else:
-        names, root = args.run or list(P.RUNS), args.out_dir or P.PRETRAINED_DIR
+        names, root = args.run or list(P.RUNS), Path(args.runs_dir or P.PRETRAINED_DIR)
         unknown = [n for n in names if n not in P.RUNS]
         if unknown:
             raise P.PretrainedError(f"unknown run(s) {', '.join(unknown)}; see reproduce --list")
-    from tqdm import tqdm
-
-    results = []
-    for name in tqdm(names, desc="runs", unit="run", disable=not args.progress or len(names) < 2):
-        results += P.reproduce(
-            [name],
-            root=root,
-            device=args.device,
-            data_dir=args.data_dir,
-            epochs=args.epochs,
-            progress=args.progress,
-        )
+    options = {"device": args.device, "data_dir": args.data_dir, "epochs": args.epochs}
+    results = P.reproduce(names, root=root, progress=args.progress, jobs=args.jobs, **options)
     print(f"{'run':32s} {'test ELBO':>10s} {'IWAE':>10s} {'log p(x)':>10s} {'AU':>4s}  published")
     for name, m in zip(names, results, strict=True):
         t = m["test"]
@@ -351,52 +312,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .vae.checkpoint import CheckpointError, load_config, read_metrics_lines
-    from .vae.config import ConfigError
+    from .vae.checkpoint import CheckpointError
+    from .vae.run_folder import RunFolder
 
     print("datasets:")
     for name, description in DATASETS.items():
         print(f"  {name:8s} {description}")
-    runs = (
-        sorted(p.parent for p in args.runs_dir.glob("*/config.json"))
-        if args.runs_dir.is_dir()
-        else []
-    )
-    print(f"runs in {args.runs_dir}: {len(runs) if runs else 'none'}")
+    runs_dir = Path(args.runs_dir)
+    runs = sorted(p.parent for p in runs_dir.glob("*/config.json")) if runs_dir.is_dir() else []
+    print(f"runs in {runs_dir}: {len(runs) if runs else 'none'}")
     for run in runs:
         try:
-            config = load_config(run)
+            folder = RunFolder.open(run)
         except (CheckpointError, ConfigError) as e:
             print(f"  {run.name:40s} (bad config.json: {e})")
             continue
-
-        rows = read_metrics_lines(run / "metrics.jsonl")
+        rows, c = folder.history(), folder.config
         done = rows[-1]["epoch"] if rows else 0
         elbo = f"test ELBO {rows[-1]['test_elbo']:.3f}" if rows else "no epochs yet"
-        print(f"  {run.name:40s} {config.dataset:7s} epoch {done}/{config.epochs}  {elbo}")
+        print(f"  {run.name:40s} {c.data.dataset:7s} epoch {done}/{c.optim.epochs}  {elbo}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .vae.checkpoint import CheckpointError
-    from .vae.config import ConfigError
     from .vae.data import DatasetError
-    from .vae.pretrained import PretrainedError
+    from .vae.recipes import PretrainedError
     from .vae.train import TrainingDiverged
 
     try:
-        if args.command == "train":
-            return cmd_train(args)
-        if args.command == "evaluate":
-            return cmd_evaluate(args)
-        if args.command == "reproduce":
-            return cmd_reproduce(args)
-        if args.command == "bench":
-            from .bench import run_bench
-
-            return run_bench(args)
-        return cmd_list(args)
+        return args.func(args)
     except (ConfigError, CheckpointError, DatasetError, PretrainedError) as e:
         sys.stderr.write(f"vaebook: error: {e}\n")
         return 2

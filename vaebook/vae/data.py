@@ -1,15 +1,17 @@
-"""Data sets as tensors: ``digits`` (bundled), ``mnist`` (local IDX files), ``ppca`` (synthetic).
+"""Data sets as tensors: ``digits`` (bundled), ``mnist`` (local IDX files), ``ppca``
+(synthetic), ``file`` (a user's array).
 
-Every loader returns a :class:`DataSplit` of float32 tensors (N, D), rows are
-examples, with digit labels where the data set has them. Binarisation is ``none``,
-``static`` (one Bernoulli draw of the training set, seeded by the training seed) or
+:func:`load_dataset` takes the data section of the configuration
+(:class:`~vaebook.vae.config.DataConfig`) and returns a :class:`DataSplit` of float32
+tensors (N, D), rows are examples, with digit labels where the data set has them.
+Binarization is ``none``, ``static`` (one fixed Bernoulli draw of the training set) or
 ``dynamic`` (the trainer redraws the training set every epoch on the device).
 
-What a run is *scored* on never depends on its training seed: the train/test split of
-``digits`` and ``ppca``, the ``ppca`` generator and the binarisation of the test set are
-all drawn from :data:`DATA_SEED`, so two runs with different seeds are evaluated on the
-same test rows. MNIST keeps its standard 60000/10000 split. ``file`` reads a user's
-``.npy``/``.npz`` array of examples in [0, 1]. Nothing is downloaded.
+Nothing here depends on a run's training seed: the train/test split of ``digits``,
+``ppca`` and ``file``, the ``ppca`` generator and the fixed Bernoulli draws (of the test
+set, and of a static training set) come from :data:`DATA_SEED`, so two runs with
+different seeds train and are scored on the same rows. MNIST keeps its standard
+60000/10000 split. Nothing is downloaded.
 
 The ``ppca`` data set's exact likelihood and maximum-likelihood fit are in
 :mod:`vaebook.vae.ppca`.
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import BINARIZATIONS, DATASETS
+from .config import BINARIZATIONS, DATASETS, DataConfig
 
 MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -49,7 +51,7 @@ MNIST_URL_HINT = (
 )
 
 
-DATA_SEED = 0  # the split, the ppca generator and the test set's binarisation
+DATA_SEED = 0  # the split, the ppca generator and the fixed Bernoulli draws
 
 
 class DatasetError(ValueError):
@@ -73,24 +75,16 @@ class DataSplit:
         return self.train.shape[1]
 
 
-def load_dataset(
-    name: str,
-    data_dir: str | Path | None = None,
-    binarize: str = "none",
-    seed: int = 0,
-    test_fraction: float = 0.2,
-) -> DataSplit:
-    """Load data set ``name`` (see :data:`DATASETS`) and binarise it as asked.
-
-    ``seed`` (the training seed) only draws a ``static`` binarisation of the training
-    set; everything the test set is made of comes from :data:`DATA_SEED`. For ``mnist``
-    ``data_dir`` is the folder of IDX files, for ``file`` the ``.npy``/``.npz`` file.
-    """
+def load_dataset(data: DataConfig) -> DataSplit:
+    """The data set of ``data`` (see :data:`~vaebook.vae.config.DATASETS`), split and
+    binarized as it asks. For ``mnist`` ``data.data_dir`` is the folder of IDX files, for
+    ``file`` the ``.npy``/``.npz`` file."""
+    name, binarization, test_fraction = data.dataset, data.binarization, data.test_fraction
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    if binarize not in BINARIZATIONS:
+    if binarization not in BINARIZATIONS:
         raise DatasetError(
-            f"unknown binarization {binarize!r}; choose from {', '.join(BINARIZATIONS)}"
+            f"unknown binarization {binarization!r}; choose from {', '.join(BINARIZATIONS)}"
         )
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
@@ -105,30 +99,31 @@ def load_dataset(
         (train, test), (train_labels, test_labels) = split_rows([x, labels], test_fraction)
         info["image_shape"] = [8, 8]
     elif name == "mnist":
-        if data_dir is None:
+        if data.data_dir is None:
             raise DatasetError(
                 "dataset 'mnist' needs --data-dir, a folder with the MNIST IDX files from "
                 f"{MNIST_URL_HINT}"
             )
-        train, test, train_labels, test_labels = load_mnist(data_dir)
-        info["image_shape"], info["data_dir"] = [28, 28], str(data_dir)
+        train, test, train_labels, test_labels = load_mnist(data.data_dir)
+        info["image_shape"], info["data_dir"] = [28, 28], str(data.data_dir)
     elif name == "file":
-        x = load_array(data_dir)
+        x = load_array(data.data_dir)
         (train, test), (train_labels, test_labels) = split_rows([x], test_fraction), (None, None)
-        info["data_file"] = str(data_dir)
+        info["data_file"] = str(data.data_dir)
     else:
-        if binarize != "none":
-            raise DatasetError("ppca data are real-valued; use binarize='none'")
+        if binarization != "none":
+            raise DatasetError("ppca data are real-valued; use binarization 'none'")
         x, params = make_ppca(seed=DATA_SEED)
         (train, test), (train_labels, test_labels) = split_rows([x], test_fraction), (None, None)
         info["true_params"] = {k: v.tolist() for k, v in params.items()}
-    if binarize in ("static", "dynamic"):
+    if binarization in ("static", "dynamic"):
         test = torch.bernoulli(test, generator=torch.Generator().manual_seed(DATA_SEED + 1))
         info["test_binarization_seed"] = DATA_SEED + 1
-        if binarize == "static":
-            train = torch.bernoulli(train, generator=torch.Generator().manual_seed(seed + 2))
+        if binarization == "static":
+            train = torch.bernoulli(train, generator=torch.Generator().manual_seed(DATA_SEED + 2))
+            info["train_binarization_seed"] = DATA_SEED + 2
     return DataSplit(
-        name, train.contiguous(), test.contiguous(), binarize, info, train_labels, test_labels
+        name, train.contiguous(), test.contiguous(), binarization, info, train_labels, test_labels
     )
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
 
-from .config import LIKELIHOODS
+from .config import LIKELIHOODS, ModelConfig
 from .ppca import ppca_marginal
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -149,20 +149,14 @@ class LinearVAE(VAE):
         return self.marginal().log_prob(x.double())
 
 
-def build_model(
-    kind: str,
-    data_dim: int,
-    hidden_dims: Sequence[int],
-    latent_dim: int,
-    likelihood: str = "bernoulli",
-    decoder_std: float | None = None,
-    activation: str = "relu",
-) -> VAE:
-    """Model from names, as the trainer's config stores them (``kind``: mlp or linear)."""
-    if kind == "mlp":
-        return VAE(data_dim, hidden_dims, latent_dim, likelihood, decoder_std, activation)
-    if kind == "linear":
-        if likelihood != "gaussian":
+def build_model(model: ModelConfig, data_dim: int) -> VAE:
+    """The VAE the model section describes, for data of ``data_dim`` dimensions (unset sizes
+    filled in by :meth:`~vaebook.vae.config.ModelConfig.resolved`)."""
+    m = model.resolved(data_dim)
+    if m.architecture == "mlp":
+        return VAE(data_dim, m.hidden_dims, m.latent_dim, m.likelihood, m.decoder_std, m.activation)
+    if m.architecture == "linear":
+        if m.likelihood != "gaussian":
             raise ValueError("the linear VAE has a Gaussian decoder; use likelihood='gaussian'")
-        return LinearVAE(data_dim, latent_dim, decoder_std)
-    raise ValueError(f"unknown model kind {kind!r}; choose 'mlp' or 'linear'")
+        return LinearVAE(data_dim, m.latent_dim, m.decoder_std)
+    raise ValueError(f"unknown architecture {m.architecture!r}; choose 'mlp' or 'linear'")

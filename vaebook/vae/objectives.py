@@ -1,4 +1,4 @@
-"""Objectives and likelihood estimates for :class:`vaebook.models.VAE`.
+"""Objectives and likelihood estimates for :class:`vaebook.vae.models.VAE`.
 
 This is the one implementation of the per-example VAE objective: the trainer
 (:func:`vaebook.vae.train.make_train_step`) minimises :attr:`ElboTerms.loss`, and chapter 6
@@ -31,7 +31,8 @@ Objectives built from them:
   single-sample ELBO estimator with Monte Carlo KL.
 - :func:`estimate_log_likelihood` -- the same estimator with large k (e.g. 5000),
   vectorised over data and samples in memory-bounded chunks, with a standard error.
-- diagnostics: :func:`kl_per_latent_dim`, :func:`active_units`.
+- diagnostics: :func:`kl_per_latent_dim`, :func:`active_units`; :func:`mean_and_stderr`
+  (the one mean-and-standard-error of the package).
 
 Mixed precision: under a bfloat16 ``torch.autocast`` only the networks run in bfloat16;
 the encoder's outputs are promoted to float32 before the noise is drawn, and the KL and
@@ -123,6 +124,15 @@ def encode_float32(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     under bfloat16 autocast the noise, the KL and the log-densities are float32)."""
     mu, logvar = model.encode(x)  # (B, L), (B, L)
     return _at_least_float32(mu), _at_least_float32(logvar)
+
+
+def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+    """Mean of ``values`` (N,) and its standard error ``std / sqrt(N)`` (sample standard
+    deviation; NaN for a single value), computed in float64."""
+    values = values.detach().double().flatten()  # (N,)
+    n = values.numel()
+    stderr = (values.std() / math.sqrt(n)).item() if n > 1 else float("nan")
+    return values.mean().item(), stderr
 
 
 def bits_per_dim(elbo: torch.Tensor | float, data_dim: int) -> torch.Tensor | float:
@@ -271,10 +281,9 @@ def estimate_log_likelihood(
     bar.close()
     model.train(was_training)
     per_example = torch.cat(parts)  # (N,)
-    n = per_example.numel()
-    stderr = per_example.std().item() / math.sqrt(n) if n > 1 else float("nan")
+    mean, stderr = mean_and_stderr(per_example)
     bounds = {kb: torch.cat(v).cpu() for kb, v in bound_parts.items()}
-    return LikelihoodEstimate(per_example.mean().item(), stderr, per_example.cpu(), k, bounds)
+    return LikelihoodEstimate(mean, stderr, per_example.cpu(), k, bounds)
 
 
 @torch.no_grad()
