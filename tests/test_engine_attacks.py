@@ -178,7 +178,7 @@ def test_attack_6_the_verdict_names_every_family_checked():
     y, m = sp.symbols("y m", real=True)
     c = Derivation(sp.log(n1), title="log density", family=Concrete({n1: normal_pdf(y, m, 1)}))
     c.step(-((y - m) ** 2) / 2 - sp.log(2 * sp.pi) / 2, because="log of a Gaussian")
-    assert c.verdict().endswith(", where N_1 is as defined")
+    assert c.verdict().endswith(", where $N_{1}$ is as defined")
     assert "where $N_{1} := " in c._repr_markdown_()
 
 

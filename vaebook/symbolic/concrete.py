@@ -21,13 +21,15 @@ from . import notation as N
 from .certificates import satisfies_assumptions
 from .families import Family
 from .gaussian import gaussian_integral
+from .printing import book_latex
 
 __all__ = ["Concrete", "GaussianIntegrals"]
 
 
-def _as_defined(symbols) -> str:
-    """``", where A and B are as defined"`` (empty without definitions)."""
-    names = [str(s) for s in symbols]
+def _as_defined(symbols, tex=book_latex) -> str:
+    """``", where $A$ and $B$ are as defined"`` (empty without definitions), each symbol
+    typeset by ``tex``."""
+    names = [f"${tex(s)}$" for s in symbols]
     if not names:
         return ""
     if len(names) == 1:
@@ -83,7 +85,12 @@ class Concrete(Family):
 
     @property
     def where(self) -> str:
-        return f"for all values of its symbols{_as_defined(self._definitions)}"
+        return self.describe()
+
+    def describe(self, tex=book_latex) -> str:
+        """:attr:`where`, with the defined symbols typeset by ``tex`` (a derivation passes
+        its own display names)."""
+        return f"for all values of its symbols{_as_defined(self._definitions, tex)}"
 
     def _substitute(self, expr) -> sp.Expr:
         """The display symbols replaced by what they stand for, the named quantities (ELBO,
@@ -113,9 +120,8 @@ class GaussianIntegrals(Concrete):
 
     name = "exact Gaussian integrals"
 
-    @property
-    def where(self) -> str:
-        return f"by exact Gaussian integration{_as_defined(self._definitions)}"
+    def describe(self, tex=book_latex) -> str:
+        return f"by exact Gaussian integration{_as_defined(self._definitions, tex)}"
 
     def _integrals(self, expr) -> sp.Expr:
         while True:

@@ -43,11 +43,15 @@ class DerivationDisplay:
         """Where the steps were checked: one family (``"on the finite family (K=3)
         only"``) or all of them (``"on 2 families: the ... and the ..."``)."""
         fams = self.families
+
+        def where(f) -> str:  # a concrete family's defined symbols in this page's names
+            return f.describe(self._tex) if hasattr(f, "describe") else f.where
+
         if len(fams) == 1:
-            return fams[0].where + (" only" if fams[0].model else "")
+            return where(fams[0]) + (" only" if fams[0].model else "")
         if all(f.model for f in fams):
             return f"on {len(fams)} families: " + _listing([f"the {f.name}" for f in fams])
-        return _listing([f.where for f in fams])
+        return _listing([where(f) for f in fams])
 
     def assumptions(self) -> list[str]:
         """The assumptions on the author's own symbols that the checks relied on, as
