@@ -128,6 +128,8 @@ def test_the_relation_detector_catches_a_planted_claim():
     assert unmarked_relations("\\begin{align}a &= b\\end{align}")
     assert not unmarked_relations("```{math}\n:class: unchecked\na = b\n```")
     assert not unmarked_relations("$$\\mathcal{L}(q) := \\int q \\log p$$")
+    assert not unmarked_relations("$$\\sum_{n=1}^{N} \\log p(x_n)$$")  # an index range
+    assert unmarked_relations("$$\\sum_{n=1}^{N} a_n = b$$")
     assert not unmarked_relations("$$\\int q(z) \\log \\frac{p(x, z)}{q(z)} dz$$")
 
 

@@ -103,6 +103,8 @@ def states_relation(tex: str) -> bool:
     """Whether LaTeX ``tex`` states a relation (=, ≤, ≥, <, >, ≠, ≈, ∝)."""
     tex = tex.replace(":=", "").replace(r"\coloneqq", "")
     tex = re.sub(r"\\(left|right|big|Big|bigg|Bigg)?[<>]", "", tex)
+    # the index range of a sum or product (\sum_{n=1}^{N}) is notation, not a claim
+    tex = re.sub(r"\\(sum|prod)\s*_\{[A-Za-z]\s*=[^{}=<>]*\}", "", tex)
     return bool(_TEX_RELATION.search(tex))
 
 
