@@ -125,7 +125,7 @@ def test_the_package_root_holds_the_package():
     package's own files; the benchmark and the GPU script are tools outside it."""
     root = {p.name for p in PKG.glob("*.py")}
     assert root == {"__init__.py", "__main__.py", "cli.py", "plots.py"}, root
-    assert (ROOT / "tools" / "bench.py").is_file() and (ROOT / "tools" / "gpu_run.sh").is_file()
+    assert (ROOT / "tools" / "bench.py").is_file() and (ROOT / "tools" / "gpu_run.py").is_file()
 
 
 def test_symbolic_side_imports_without_torch_numpy_matplotlib():

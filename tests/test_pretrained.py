@@ -11,12 +11,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from vaebook.vae import pretrained as P
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("elbo", "reconstruction", "kl", "log_likelihood", "active_units")
+
+
+def test_the_committed_runs_were_trained_on_one_kind_of_device():
+    """All of them or none are retrained on a GPU: the book never mixes devices."""
+    provenances = [
+        json.loads((P.PRETRAINED_DIR / n / "provenance.json").read_text()) for n in P.RUNS
+    ]
+    devices = {p["device"].split(":")[0] for p in provenances}
+    assert len(devices) == 1, devices
+    names = {p.get("gpu_name") for p in provenances}
+    assert len(names) == 1 and (names == {None}) == (devices == {"cpu"}), names
 
 
 def test_every_run_the_book_uses_is_committed():
@@ -135,6 +147,24 @@ def test_a_run_trained_with_another_seed_stream_is_judged_by_the_seed_spread(tmp
     assert any(new != old for _, old, new, _, _ in verdicts)  # not a bitwise copy
     other = P.load("digits-L4-beta4-seed0").metrics["test"]
     assert not all(within for *_, within in P.judge_retrained(name, other))
+
+
+def test_reproduce_side_by_side_writes_what_one_at_a_time_writes(tmp_path, capsys):
+    """--jobs 2 trains in two worker processes; each run is the same as when trained alone
+    (CPU, one thread each: bitwise), and one progress display counts the runs."""
+    from vaebook.cli import main
+
+    names = ["digits-L4-beta1-seed0", "digits-L4-beta1-seed1"]
+    for jobs in ("1", "2"):
+        argv = ["reproduce", "--run", names[0], "--run", names[1], "--epochs", "1"]
+        argv += ["--device", "cpu", "--jobs", jobs, "--runs-dir", str(tmp_path / jobs)]
+        assert main(argv) == 0
+        assert "runs: 100%" in capsys.readouterr().err  # the one bar, over the runs
+    for name in names:
+        one, two = (load_file(str(tmp_path / j / name / "model.safetensors")) for j in "12")
+        assert all(torch.equal(one[k], two[k]) for k in one), name
+        metrics = [json.loads((tmp_path / j / name / "metrics.json").read_text()) for j in "12"]
+        assert metrics[0] == metrics[1]
 
 
 def test_reproduce_list_names_every_run(capsys):
