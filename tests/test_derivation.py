@@ -32,7 +32,7 @@ def test_true_steps_are_counted_and_rendered():
 
 def test_a_false_step_raises_naming_the_step():
     d = Derivation(sp.log(x * y), title="broken").step(sp.log(x) + sp.log(y), because="ok")
-    with pytest.raises(StepError, match=r"broken: step 2 \('wrong'\) is false"):
+    with pytest.raises(StepError, match=r"broken: step 2 \(“wrong”\) is false"):
         d.step(sp.log(x) - sp.log(y), because="wrong")
     assert d.n_verified == 1  # the false step was not added
 

@@ -23,7 +23,7 @@ from ..symbolic.derivation import Derivation, StepError, checked_relation
 from ..symbolic.printing import WIDTH, book_latex, latex_lines, tex_width
 from ..symbolic.text import check_tex_label, check_text, states_relation
 
-__all__ = ["markdown_table", "LatexMath", "glue_math", "typeset"]
+__all__ = ["markdown_table", "LatexMath", "glue_math", "typeset", "refusal", "Refusal"]
 
 
 def _tex(obj) -> str:
@@ -187,3 +187,37 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     ]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class Refusal:
+    """The engine's refusal of a wrong step, for the page: its message as Markdown, with
+    the inline math of the reasons it quotes rendered."""
+
+    def __init__(self, error: StepError):
+        self.message = str(error)
+
+    def _repr_markdown_(self) -> str:
+        return f"**Refused:** {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Refused: {self.message}"
+
+
+def refusal(attempt, *args, **kwargs) -> Refusal:
+    """Call ``attempt(*args, **kwargs)``, which must be refused by the engine
+    (:class:`~vaebook.symbolic.errors.StepError`), and return the refusal for display.
+    An attempt that goes through raises ``AssertionError``: a chapter that shows a wrong
+    step being refused fails when it is not.
+
+    >>> import sympy as sp
+    >>> from vaebook.symbolic.derivation import Derivation
+    >>> x = sp.Symbol("x", positive=True)
+    >>> d = Derivation(sp.log(x**2), title="log of a square")
+    >>> refusal(d.step, sp.log(x), because="a wrong step").message.split(" is false")[0]
+    'log of a square: step 1 (“a wrong step”)'
+    """
+    try:
+        attempt(*args, **kwargs)
+    except StepError as err:
+        return Refusal(err)
+    raise AssertionError(f"the engine accepted what it should refuse: {attempt}")

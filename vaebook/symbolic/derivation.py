@@ -289,7 +289,7 @@ class Derivation(DerivationDisplay):
         expr = sp.sympify(expr)
         n = len(self._steps) + 1
         check_text(because, f"the reason of step {n}")
-        where = f"step {n} ({because!r})"
+        where = f"step {n} (“{because}”)"
         self._names.admit(expr, where)
         for a, b in dict(given or {}).items():
             self._names.admit(sp.sympify(a), where)
@@ -362,7 +362,7 @@ class Derivation(DerivationDisplay):
         reason = certificate.reason
         self._names.admit(expr, f"step {n}")
         self._names.admit(certificate.expr, f"the certificate of step {n}")
-        concrete = self._interpret(expr, f"step {n} ({reason!r})")
+        concrete = self._interpret(expr, f"step {n} (“{reason}”)")
         larger_minus_smaller = (
             self._current_concrete - concrete
             if relation == ">="
@@ -385,12 +385,12 @@ class Derivation(DerivationDisplay):
         numeric = numerically_zero(diff.xreplace(given) if given else diff)
         if numeric is False:
             raise StepError(
-                f"{self._title}: step {n} ({because!r}) is false: {what} "
+                f"{self._title}: step {n} (“{because}”) is false: {what} "
                 f"(checked at random parameter values {self._family.where})"
             )
         if not vanishes(diff, given):
             raise StepError(
-                f"{self._title}: step {n} ({because!r}) could not be proven: "
+                f"{self._title}: step {n} (“{because}”) could not be proven: "
                 f"the difference does not simplify to 0: {sp.simplify(diff)}"
             )
 
