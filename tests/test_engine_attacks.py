@@ -1,4 +1,4 @@
-"""Six ways a careless (or hostile) author could make the engine print a false step as
+"""Ways a careless (or hostile) author could make the engine print a false step as
 "verified", each refused: one test per attack, each showing the attack fails."""
 
 import copy
@@ -194,3 +194,21 @@ def test_the_one_gaussian_expectation_against_quadrature():
         assert exact == pytest.approx(ref, rel=1e-12, abs=1e-12)
     with pytest.raises(ValueError):
         gaussian_expectation(sp.exp(y), y, 0, 1)
+
+
+# 7. a step added after a re-check, which the verdict would otherwise claim for every family
+def test_attack_7_a_step_after_a_recheck_must_hold_on_every_family():
+    fam2 = FiniteLatent(K=2)
+    d = Derivation(N.integral(N.qz), title="q sums to one", family=fam2).step(
+        1, because="normalisation"
+    )
+    d.recheck(FiniteLatent(K=3))
+    with pytest.raises(StepError, match="but not on the finite family \\(K=3\\)"):
+        d.step(fam2.q[0] + fam2.q[1], because="two states")  # true for K = 2 only
+    assert d.n_verified == 1
+    assert d.verdict() == (
+        "q sums to one: 1 step verified on 2 families: the finite family (K=2) and the "
+        "finite family (K=3)"
+    )
+    d.step(sp.Integer(1) + 0, because="nothing changes")  # true on both: accepted on both
+    assert d.n_verified == 2

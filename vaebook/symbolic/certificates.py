@@ -20,6 +20,7 @@ from sympy.core.function import AppliedUndef
 
 from .errors import StepError
 from .notation import expand_definitions, explicit
+from .printing import inline
 from .text import check_text
 
 __all__ = [
@@ -60,7 +61,7 @@ def sign_form(expr) -> sp.Expr:
     form = explicit(expand_definitions(sp.sympify(expr)))
     if form.has(sp.Integral, sp.Derivative) or form.atoms(AppliedUndef):
         raise StepError(
-            f"the sign of {form} is not decided by the symbols' assumptions "
+            f"the sign of {inline(form)} is not decided by the symbols' assumptions "
             "(it holds an integral, a derivative or an undefined function)"
         )
     return form
@@ -172,7 +173,9 @@ class Nonneg:
         words (``"a probability times a square"``)."""
         expr = sp.sympify(expr)
         if sign_form(expr).is_nonnegative is not True:
-            raise StepError(f"cannot certify {expr} >= 0 from the symbols' assumptions")
+            raise StepError(
+                f"cannot certify {inline(expr)} $\\geq 0$ from the symbols' assumptions"
+            )
         if note:
             check_text(note, "an author's note")
         return cls._rule(expr, "non-negative by the assumptions on its symbols", note=note)
@@ -186,15 +189,15 @@ class Nonneg:
         missing = satisfies_assumptions(value, self.variable)
         if missing:
             raise StepError(
-                f"the lemma holds for {self.variable} with its assumptions; "
-                f"cannot show that {value} is {', '.join(missing)}"
+                f"the lemma holds for {inline(self.variable)} with its assumptions; "
+                f"cannot show that {inline(value)} is {', '.join(missing)}"
             )
         return Nonneg._rule(self.expr.xreplace({self.variable: value}), self.rule, note=self.note)
 
     def scale(self, factor) -> Nonneg:
         factor = sp.sympify(factor)
         if sign_form(factor).is_nonnegative is not True:
-            raise StepError(f"cannot scale a non-negative fact by {factor}: sign unknown")
+            raise StepError(f"cannot scale a non-negative fact by {inline(factor)}: sign unknown")
         return Nonneg._rule(factor * self.expr, self.rule, note=self.note)
 
     def __add__(self, other: Nonneg) -> Nonneg:
@@ -228,11 +231,13 @@ def _domain(x) -> sp.Set:
         raise StepError(f"a convexity argument needs a variable (a Symbol), not {x!r}")
     if x.is_real is not True:
         raise StepError(
-            f"a convexity argument needs a real variable; {x} is not declared real "
+            f"a convexity argument needs a real variable; {inline(x)} is not declared real "
             "(a complex variable has no order)"
         )
     if x.is_integer:
-        raise StepError(f"a convexity argument needs a continuous variable; {x} is an integer")
+        raise StepError(
+            f"a convexity argument needs a continuous variable; {inline(x)} is an integer"
+        )
     if x.is_positive:
         return sp.Interval.open(0, sp.oo)
     if x.is_nonnegative:
@@ -252,7 +257,7 @@ def second_derivative_sign(f, x: sp.Symbol) -> int:
         return 1
     if d2.is_negative:
         return -1
-    raise StepError(f"cannot decide the sign of the second derivative {d2}")
+    raise StepError(f"cannot decide the sign of the second derivative {inline(d2)}")
 
 
 def convex_minimum(f, x: sp.Symbol, note: str = "") -> Nonneg:
@@ -268,14 +273,14 @@ def convex_minimum(f, x: sp.Symbol, note: str = "") -> Nonneg:
     domain = _domain(x)
     f = sign_form(f)
     if f.is_real is not True and f.is_extended_real is not True:
-        raise StepError(f"cannot show that {f} is real for every allowed {x}")
+        raise StepError(f"cannot show that {inline(f)} is real for every allowed {inline(x)}")
     derivatives = [f, sp.diff(f, x), sp.diff(f, x, 2)]
     for g in derivatives:
         try:
             where = continuous_domain(g, x, domain)
-        except (NotImplementedError, ValueError, TypeError) as err:
+        except (NotImplementedError, ValueError, TypeError):
             raise StepError(
-                f"cannot show that {g} is continuous for every allowed {x}: {err}"
+                f"cannot show that {inline(g)} is continuous for every allowed {inline(x)}"
             ) from None
         if where != domain:
             raise StepError(
@@ -283,7 +288,7 @@ def convex_minimum(f, x: sp.Symbol, note: str = "") -> Nonneg:
                 f"a singular point splits it"
             )
     if second_derivative_sign(f, x) != 1:
-        raise StepError(f"{f} is not convex in {x}")
+        raise StepError(f"{inline(f)} is not convex in {inline(x)}")
     stationary = sp.solveset(sp.Eq(derivatives[1], 0), x, domain)
     if not isinstance(stationary, sp.FiniteSet) or len(stationary) != 1:
         raise StepError(f"expected one stationary point of {f} in {domain}, found {stationary}")
@@ -328,8 +333,9 @@ def jensen_log_certificate(q, y) -> Nonneg:
     h = log_tangent_lemma()
     return Nonneg._total_named(
         [h.at(yk / m).scale(qk) for qk, yk in zip(q, y, strict=True)],
-        r"Jensen's inequality for the concave $\log$: the gap is "
-        r"$\sum_k q_k\, h(y_k / m) \geq 0$ with $m = \sum_k q_k y_k$ and "
+        r"Jensen's inequality for the concave $\log$ (weights $\lambda_k$ summing to 1): "
+        r"the gap is "
+        r"$\sum_k \lambda_k\, h(y_k / m) \geq 0$ with $m = \sum_k \lambda_k y_k$ and "
         r"$h(t) = t - 1 - \log t$",
     )
 
@@ -341,6 +347,7 @@ def jensen_square_certificate(q, y) -> Nonneg:
     m = sp.Add(*(qk * yk for qk, yk in zip(q, y, strict=True)))
     return Nonneg._total_named(
         [Nonneg.by_assumptions(qk * (yk - m) ** 2) for qk, yk in zip(q, y, strict=True)],
-        r"Jensen's inequality for the convex $y^2$: the gap is the variance "
-        r"$\sum_k q_k (y_k - m)^2 \geq 0$ with $m = \sum_k q_k y_k$",
+        r"Jensen's inequality for the convex $y^2$ (weights $\lambda_k$ summing to 1): the gap "
+        r"is the variance "
+        r"$\sum_k \lambda_k (y_k - m)^2 \geq 0$ with $m = \sum_k \lambda_k y_k$",
     )

@@ -36,6 +36,7 @@ from .certificates import Nonneg
 from .errors import StepError
 from .names import SymbolTable
 from .notation import LATEX_NAMES, explicit
+from .printing import inline
 from .proof import numerically_zero, vanishes
 from .render import DerivationDisplay
 from .text import check_text
@@ -142,6 +143,7 @@ class Derivation(DerivationDisplay):
         object.__setattr__(self, "_title", check_text(title, "the title of a derivation"))
         object.__setattr__(self, "_family", family)
         object.__setattr__(self, "_families", (family,))
+        object.__setattr__(self, "_shadows", ())  # the chain on each re-checked family
         object.__setattr__(self, "_steps", ())
         object.__setattr__(self, "_names", SymbolTable(family, latex_names))
         object.__setattr__(self, "_start", sp.sympify(start))
@@ -276,6 +278,7 @@ class Derivation(DerivationDisplay):
 
     def _append(self, step: Step, concrete) -> Derivation:
         self._require_sealed()
+        self._check_on_rechecked(step)
         object.__setattr__(self, "_steps", self._steps + (step,))
         object.__setattr__(self, "_current_concrete", concrete)
         self._seal()
@@ -304,10 +307,31 @@ class Derivation(DerivationDisplay):
         )
         return self._append(Step(expr, because, "=", step_given), concrete)
 
+    def _on(self, family) -> Derivation:
+        """The same chain, checked from scratch on ``family`` (StepError if a step fails)."""
+        d = Derivation(
+            self._start,
+            title=self._title,
+            family=family,
+            given=dict(self._given_as_passed) or None,
+            latex_names={k: v for k, v in self._names.names.items() if k not in LATEX_NAMES},
+        )
+        for s in self._steps:
+            d._extend(s)
+        return d
+
+    def _extend(self, s: Step) -> None:
+        """Add step ``s`` (checked on this derivation's family)."""
+        if s.relation == "=":
+            self.step(s.expr, s.because, given=dict(s.given) or None)
+        else:
+            self.bound(s.expr, gap=s.gap, relation=s.relation, note=s.note)
+
     def recheck(self, *families) -> Derivation:
         """Check the same chain of steps again, from scratch, on each of ``families``;
         a step that fails raises :class:`StepError`. Returns this derivation, whose
-        verdict then names every family it was checked on."""
+        verdict then names every family it was checked on; a step added later is checked
+        on all of them, or refused."""
         from .families import Family
 
         self._require_sealed()
@@ -316,24 +340,31 @@ class Derivation(DerivationDisplay):
         for family in families:
             if not isinstance(family, Family):
                 raise TypeError(f"recheck() takes families, not {family!r}")
-            d = Derivation(
-                self._start,
-                title=self._title,
-                family=family,
-                given=dict(self._given_as_passed) or None,
-                latex_names={k: v for k, v in self._names.names.items() if k not in LATEX_NAMES},
-            )
-            for s in self._steps:
-                if s.relation == "=":
-                    d.step(s.expr, s.because, given=dict(s.given) or None)
-                else:
-                    d.bound(s.expr, gap=s.gap, relation=s.relation, note=s.note)
-            if family.where not in {f.where for f in self._families}:
-                object.__setattr__(self, "_families", self._families + (family,))
+            if family.where in {f.where for f in self._families}:
+                continue
+            d = self._on(family)
+            object.__setattr__(self, "_families", self._families + (family,))
+            object.__setattr__(self, "_shadows", self._shadows + (d,))
             for name, sym in d._names.author_symbols.items():
                 self._names.author_symbols.setdefault(name, sym)
         self._seal()
         return self
+
+    def _check_on_rechecked(self, step: Step) -> None:
+        """A new step must hold on every family the chain was re-checked on, or the
+        verdict would claim more than was checked."""
+        for i, shadow in enumerate(self._shadows):
+            try:
+                shadow._extend(step)
+            except StepError as err:
+                # the families before this one took the step: rebuild them without it
+                rebuilt = tuple(self._on(s.family) for s in self._shadows[:i])
+                object.__setattr__(self, "_shadows", rebuilt + self._shadows[i:])
+                raise StepError(
+                    f"{self._title}: step {len(self._steps) + 1} holds {self._family.where} "
+                    f"but not {shadow.family.where}, on which this derivation was also "
+                    f"checked: {err}"
+                ) from None
 
     def bound(self, expr, *, gap, relation: str = ">=", note: str = "", **unexpected) -> Derivation:
         """Add ``>= expr`` (or ``<= expr``): accepted only if the difference between the
@@ -391,7 +422,7 @@ class Derivation(DerivationDisplay):
         if not vanishes(diff, given):
             raise StepError(
                 f"{self._title}: step {n} (“{because}”) could not be proven: "
-                f"the difference does not simplify to 0: {sp.simplify(diff)}"
+                f"the difference does not simplify to 0: {inline(sp.simplify(diff))}"
             )
 
     def conclude(self, expected) -> Derivation:

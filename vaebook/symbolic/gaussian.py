@@ -15,6 +15,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .notation import normal_pdf
+from .printing import inline
 
 __all__ = [
     "gaussian_moment",
@@ -42,7 +43,7 @@ def gaussian_expectation(poly, y: sp.Symbol, mean, var) -> sp.Expr:
     chapters use it). Raises ``ValueError`` if ``poly`` is not a polynomial in ``y``."""
     poly = sp.expand(sp.sympify(poly))
     if not poly.is_polynomial(y):
-        raise ValueError(f"not a polynomial in {y}: {poly}")
+        raise ValueError(f"not a polynomial in {inline(y)}: {inline(poly)}")
     terms = sp.Poly(poly, y).terms()
     return sp.expand(sp.Add(*(c * gaussian_moment(j, mean, var) for (j,), c in terms)))
 
@@ -62,12 +63,18 @@ def gaussian_integral(f, var: sp.Symbol) -> sp.Expr:
         rest = sp.Mul(*[u for u in factors if not isinstance(u, sp.exp)])
         exponent = sp.expand(sp.Add(*[u.args[0] for u in exps]))
         if not (rest.is_polynomial(var) and exponent.is_polynomial(var)):
-            raise ValueError(f"not polynomial x exp(quadratic) in {var}: {term}")
+            raise ValueError(
+                "not a polynomial times the exponential of a quadratic in "
+                f"{inline(var)}: {inline(term)}"
+            )
         if sp.degree(exponent, var) != 2:
-            raise ValueError(f"exponent is not quadratic in {var}: {exponent}")
+            raise ValueError(f"the exponent is not quadratic in {inline(var)}: {inline(exponent)}")
         a, b, c = (exponent.coeff(var, j) for j in (2, 1, 0))
         if not a.is_negative:
-            raise ValueError(f"cannot show the integral converges: {var}^2 coefficient {a}")
+            raise ValueError(
+                f"cannot show the integral converges: the coefficient of {inline(var**2)} "
+                f"is {inline(a)}, not provably negative"
+            )
         moments = gaussian_expectation(rest, var, -b / (2 * a), -1 / (2 * a))
         total += sp.sqrt(sp.pi / -a) * sp.exp(c - b**2 / (4 * a)) * moments
     return total
@@ -92,7 +99,9 @@ def gaussian_integrals(expr, densities: dict) -> sp.Expr:
         mean, v = densities[var]
         g = sp.expand(sp.expand_log(f / normal_pdf(var, mean, v), force=True))
         if not g.is_polynomial(var):
-            raise ValueError(f"integrand is not N({var}; ...) times a polynomial in {var}")
+            raise ValueError(
+                f"the integrand is not a Gaussian density in {inline(var)} times a polynomial"
+            )
         return gaussian_expectation(g, var, mean, v)
 
     def evaluate(integral):

@@ -23,7 +23,7 @@ from sympy.printing.latex import LatexPrinter
 
 from .notation import LATEX_NAMES
 
-__all__ = ["BookLatexPrinter", "book_latex", "tex_width", "latex_lines", "WIDTH"]
+__all__ = ["BookLatexPrinter", "book_latex", "inline", "tex_width", "latex_lines", "WIDTH"]
 
 #: the width of math that fits the text column (sphinx-book-theme at 1280 px), in the
 #: units of :func:`tex_width` (about one italic letter of display math)
@@ -81,6 +81,12 @@ def book_latex(expr, symbol_names=None, **settings) -> str:
     printed by :class:`BookLatexPrinter`; ``symbol_names`` adds display names."""
     names = {**LATEX_NAMES, **(symbol_names or {})}
     return BookLatexPrinter({"symbol_names": names, **settings}).doprint(expr)
+
+
+def inline(expr) -> str:
+    """``expr`` as inline math, ``$...$``: how the engine's messages show an expression,
+    so a refusal shown on a page is typeset."""
+    return f"${book_latex(sp.sympify(expr))}$"
 
 
 # --------------------------------------------------------------------- line breaking
