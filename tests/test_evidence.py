@@ -18,6 +18,8 @@ from vaebook.chapters.ch01_latent_variable_models import (
     naive_monte_carlo,
     plot_grid_cost,
     plot_monte_carlo_spread,
+    plot_posterior_against_prior,
+    posterior_on_grid,
     relative_variance,
     repeated_monte_carlo,
 )
@@ -146,4 +148,70 @@ def test_figures_build():
     fig = plot_monte_carlo_spread(
         np.array([0.5, 1.0, 1.5]), 10, [10, 100], {1: np.array([0.3, 0.1])}, {1: 1.0}
     )
+    assert len(fig.axes) == 2
+
+
+def exact_linear_posterior(dec, x):
+    """Mean and covariance of p(z | x) for p(z) = N(0, I), p(x | z) = N(z W + b, s^2 I):
+    precision I + W W^T / s^2 (W is (L, D)), by numpy's linear algebra."""
+    W, b, s2 = dec.W.numpy(), dec.b.numpy(), dec.s**2
+    cov = np.linalg.inv(np.eye(W.shape[0]) + W @ W.T / s2)
+    return cov @ W @ (x.numpy() - b) / s2, cov
+
+
+def test_posterior_grid_matches_the_exact_linear_gaussian_posterior():
+    dec, x = linear_problem(2, P=3, seed=5)
+    mean, cov = exact_linear_posterior(dec, x)
+    grid = posterior_on_grid(dec.log_likelihood_fn(x), n_per_axis=300, half_width=5.0)
+    axis = grid.axis.numpy()
+    z2, z1 = np.meshgrid(axis, axis, indexing="ij")
+    mass = np.exp(grid.log_density.numpy()) * (axis[1] - axis[0]) ** 2
+    assert mass.sum() == pytest.approx(1.0, abs=1e-12)
+    grid_mean = np.array([(mass * z1).sum(), (mass * z2).sum()])
+    np.testing.assert_allclose(grid_mean, mean, atol=2e-3)
+    grid_var = np.array([(mass * (z1 - mean[0]) ** 2).sum(), (mass * (z2 - mean[1]) ** 2).sum()])
+    np.testing.assert_allclose(grid_var, np.diag(cov), rtol=5e-3)
+    # the density itself, against scipy's Gaussian at the cell centres
+    exact = stats.multivariate_normal(mean, cov).logpdf(np.stack([z1, z2], -1))
+    top = exact > exact.max() - 6  # where the posterior has its mass
+    np.testing.assert_allclose(grid.log_density.numpy()[top], exact[top], atol=1e-3)
+
+
+def test_highest_density_region_of_a_gaussian_posterior_is_its_ellipse():
+    """For a Gaussian posterior the region holding 90% of the mass is the ellipse whose
+    squared Mahalanobis radius is the chi-square(2) 90% quantile (scipy); its prior mass
+    is estimated independently by Monte Carlo from 10^6 prior draws."""
+    dec, x = linear_problem(2, P=3, seed=5)
+    mean, cov = exact_linear_posterior(dec, x)
+    grid = posterior_on_grid(dec.log_likelihood_fn(x), n_per_axis=300, half_width=5.0, level=0.9)
+    radius2 = stats.chi2.ppf(0.9, df=2)
+    precision = np.linalg.inv(cov)
+
+    def mahalanobis2(points):
+        d = points - mean
+        return np.einsum("si,ij,sj->s", d, precision, d)
+
+    draws = torch.randn(1_000_000, 2, generator=torch.Generator().manual_seed(3), dtype=DT)
+    inside_ellipse = mahalanobis2(draws.numpy()) <= radius2
+    assert grid.prior_mass == pytest.approx(inside_ellipse.mean(), abs=5e-3)
+    # membership agrees with the ellipse away from its boundary (the grid cells straddle it)
+    contained = grid.contains(draws).numpy()
+    m2 = mahalanobis2(draws.numpy())
+    clear = (m2 < 0.9 * radius2) | (m2 > 1.1 * radius2)
+    assert np.array_equal(contained[clear], inside_ellipse[clear])
+    assert contained.mean() == pytest.approx(grid.prior_mass, abs=5e-3)
+
+
+def test_points_off_the_grid_are_outside_the_region():
+    dec, x = linear_problem(2, P=3, seed=5)
+    grid = posterior_on_grid(dec.log_likelihood_fn(x), n_per_axis=50, half_width=3.0)
+    far = torch.tensor([[10.0, 0.0], [0.0, -10.0], [-3.5, 3.5]], dtype=DT)
+    assert not grid.contains(far).any()
+
+
+def test_posterior_figure_builds():
+    dec, x = linear_problem(2, P=3, seed=5)
+    grid = posterior_on_grid(dec.log_likelihood_fn(x), n_per_axis=40)
+    draws = torch.randn(20, 2, generator=torch.Generator().manual_seed(0), dtype=DT)
+    fig = plot_posterior_against_prior({"a": grid, "b": grid}, draws)
     assert len(fig.axes) == 2

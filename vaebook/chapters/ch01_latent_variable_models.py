@@ -4,16 +4,17 @@ Chapter 1 (``book/01_latent_variable_models.ipynb``) computes the evidence of on
 observation under a small decoder with fixed random weights in two ways, and counts what
 each costs:
 
-* :func:`grid_quadrature` -- a tensor-product midpoint rule over ``[-L, L]^d`` with
-  the prior density as weight. With ``n`` points per axis it needs ``n^d`` decoder
-  evaluations (eq. ``eq-lvm-grid``): exponential in the latent dimension ``d``.
+* :func:`grid_quadrature` -- a tensor-product midpoint rule over ``[-c, c]^L`` with
+  the prior density as weight. With ``n`` points per axis it needs ``n^L`` decoder
+  evaluations (eq. ``eq-lvm-grid``): exponential in the latent dimension ``L``.
 * :func:`naive_monte_carlo` -- draw ``z_s ~ p(z)`` and average ``p(x|z_s)``
   (eq. ``eq-lvm-mc``). Unbiased, with relative standard error
   ``sqrt(rho / S)``, ``rho = E_p(z)[p(x|z)^2] / p(x)^2 - 1``, which is large when
   the posterior is much narrower than the prior.
 
-The prior is always ``p(z) = N(0, I_d)``. Likelihoods are given as a callable
-``log_likelihood(z) -> (N,)`` for a batch ``z`` of shape ``(N, d)`` and a fixed
+The prior is always ``p(z) = N(0, I_L)`` (``L`` latent dimensions, as in the book's
+notation). Likelihoods are given as a callable
+``log_likelihood(z) -> (N,)`` for a batch ``z`` of shape ``(N, L)`` and a fixed
 observation, so the same code runs on the nonlinear decoder (:class:`TanhDecoder`) and
 on a linear-Gaussian decoder whose evidence is known in closed form
 (:class:`LinearGaussianDecoder`, the tests' oracle). Everything is float64.
@@ -42,25 +43,28 @@ __all__ = [
     "naive_monte_carlo",
     "repeated_monte_carlo",
     "relative_variance",
+    "PosteriorGrid",
+    "posterior_on_grid",
     "plot_grid_cost",
     "plot_monte_carlo_spread",
+    "plot_posterior_against_prior",
 ]
 
-LogLikelihood = Callable[[torch.Tensor], torch.Tensor]  # (N, d) -> (N,)
+LogLikelihood = Callable[[torch.Tensor], torch.Tensor]  # (N, L) -> (N,)
 
 
 # --------------------------------------------------------------------------- decoders
 
 
 class TanhDecoder:
-    """A one-hidden-layer tanh MLP from ``z in R^d`` to Bernoulli logits over pixels.
+    """A one-hidden-layer tanh MLP from ``z in R^L`` to Bernoulli logits over pixels.
 
     ``logits(z) = tanh(z W1 + b1) W2 + b2`` with weights drawn once from a seeded
     normal distribution and never trained; ``p(x|z) = prod_j Bernoulli(x_j; sigmoid(logits_j))``.
 
     Args:
-        latent_dim: ``d``, dimension of ``z``.
-        n_pixels: number of binary pixels ``P`` in ``x``.
+        latent_dim: ``L``, dimension of ``z``.
+        n_pixels: number of binary pixels ``D`` in ``x``.
         hidden: width ``H`` of the hidden layer.
         scale: standard deviation of the first-layer weights (larger: sharper
             likelihood, narrower posterior).
@@ -77,40 +81,40 @@ class TanhDecoder:
     ):
         g = torch.Generator().manual_seed(seed)
         self.latent_dim, self.n_pixels, self.hidden = latent_dim, n_pixels, hidden
-        self.W1 = torch.randn(latent_dim, hidden, generator=g, dtype=torch.float64)  # (d, H)
+        self.W1 = torch.randn(latent_dim, hidden, generator=g, dtype=torch.float64)  # (L, H)
         self.W1 *= scale
         self.b1 = 0.5 * torch.randn(hidden, generator=g, dtype=torch.float64)  # (H,)
-        self.W2 = torch.randn(hidden, n_pixels, generator=g, dtype=torch.float64)  # (H, P)
+        self.W2 = torch.randn(hidden, n_pixels, generator=g, dtype=torch.float64)  # (H, D)
         self.W2 *= 3.0 / math.sqrt(hidden)
-        self.b2 = torch.zeros(n_pixels, dtype=torch.float64)  # (P,)
+        self.b2 = torch.zeros(n_pixels, dtype=torch.float64)  # (D,)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits for a batch: ``(N, d) -> (N, P)``."""
-        return torch.tanh(z @ self.W1 + self.b1) @ self.W2 + self.b2  # (N, P)
+        """Bernoulli logits for a batch: ``(N, L) -> (N, D)``."""
+        return torch.tanh(z @ self.W1 + self.b1) @ self.W2 + self.b2  # (N, D)
 
     def likelihood(self, z: torch.Tensor) -> torch.distributions.Distribution:
-        """``p(x | z)`` for a batch ``z`` of shape ``(N, d)``: batch shape ``(N, P)``."""
+        """``p(x | z)`` for a batch ``z`` of shape ``(N, L)``: batch shape ``(N, D)``."""
         return Bernoulli(logits=self.logits(z), validate_args=False)
 
     def sample_observation(self, seed: int = 0) -> torch.Tensor:
-        """One ``x`` from the model: ``z ~ N(0, I)``, then ``x ~ p(x | z)``. Shape ``(P,)``."""
+        """One ``x`` from the model: ``z ~ N(0, I)``, then ``x ~ p(x | z)``. Shape ``(D,)``."""
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(1, self.latent_dim, generator=g, dtype=torch.float64)  # (1, d)
-        probs = torch.sigmoid(self.logits(z))[0]  # (P,)
-        u = torch.rand(self.n_pixels, generator=g, dtype=torch.float64)  # (P,)
-        return (u < probs).double()  # (P,)
+        z = torch.randn(1, self.latent_dim, generator=g, dtype=torch.float64)  # (1, L)
+        probs = torch.sigmoid(self.logits(z))[0]  # (D,)
+        u = torch.rand(self.n_pixels, generator=g, dtype=torch.float64)  # (D,)
+        return (u < probs).double()  # (D,)
 
     def log_likelihood_fn(self, x: torch.Tensor) -> LogLikelihood:
-        """``z -> log p(x | z)`` for the fixed observation ``x`` of shape ``(P,)``."""
-        return lambda z: self.likelihood(z).log_prob(x).sum(-1)  # (N, d) -> (N,)
+        """``z -> log p(x | z)`` for the fixed observation ``x`` of shape ``(D,)``."""
+        return lambda z: self.likelihood(z).log_prob(x).sum(-1)  # (N, L) -> (N,)
 
 
 class LinearGaussianDecoder:
     """``p(x | z) = N(x; z W + b, s^2 I)``: the decoder whose evidence is exact,
-    ``p(x) = N(x; b, W^T W + s^2 I)`` (the d-dimensional linear-Gaussian model)."""
+    ``p(x) = N(x; b, W^T W + s^2 I)`` (the L-dimensional linear-Gaussian model)."""
 
     def __init__(self, W: torch.Tensor, b: torch.Tensor, s: float):
-        self.W, self.b, self.s = W.double(), b.double(), float(s)  # (d, P), (P,), scalar
+        self.W, self.b, self.s = W.double(), b.double(), float(s)  # (L, D), (D,), scalar
 
     def log_likelihood_fn(self, x: torch.Tensor) -> LogLikelihood:
         return lambda z: Normal(z @ self.W + self.b, self.s).log_prob(x).sum(-1)  # (N,)
@@ -138,7 +142,7 @@ class CountingLikelihood:
 
 def _midpoint_rule(n: int, half_width: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and log-weights of the midpoint rule for ``∫ f(z) N(z; 0, 1) dz`` on
-    ``[-L, L]``: ``w_i = h N(z_i; 0, 1)``. Shapes ``(n,)``, ``(n,)``."""
+    ``[-c, c]`` (``c`` = ``half_width``): ``a_i = (2c/n) N(z_i; 0, 1)``. Shapes ``(n,)``, ``(n,)``."""
     h = 2 * half_width / n
     nodes = -half_width + h * (torch.arange(n, dtype=torch.float64) + 0.5)  # (n,)
     log_w = math.log(h) + Normal(0.0, 1.0).log_prob(nodes)  # (n,)
@@ -161,15 +165,15 @@ def grid_quadrature(
     chunk: int = 1 << 16,
     rule: str = "midpoint",
 ) -> float:
-    """``log ∫ exp(log_integrand(z)) N(z; 0, I_d) dz`` by the tensor-product midpoint
-    rule on ``[-L, L]^d`` (eq. ``eq-lvm-grid``)::
+    """``log ∫ exp(log_integrand(z)) N(z; 0, I_L) dz`` by the tensor-product midpoint
+    rule on ``[-c, c]^L`` (``c`` = ``half_width``; eq. ``eq-lvm-grid``)::
 
-        p(x) ≈ sum_{i_1..i_d} w_{i_1} ... w_{i_d} p(x | z_{i_1}, ..., z_{i_d})
+        p(x) ≈ sum_{i_1..i_L} a_{i_1} ... a_{i_L} p(x | z_{i_1}, ..., z_{i_L})
 
     It calls ``log_integrand`` on exactly ``n_per_axis ** latent_dim`` points, in
     chunks of at most ``chunk`` rows; the sum is accumulated in log space.
     ``rule="gauss-hermite"`` uses Gauss-Hermite nodes and weights instead (same
-    ``n^d`` cost, far higher accuracy for smooth integrands; ``half_width`` unused).
+    ``n^L`` cost, far higher accuracy for smooth integrands; ``half_width`` unused).
     """
     if rule == "midpoint":
         nodes, log_w = _midpoint_rule(n_per_axis, half_width)
@@ -178,12 +182,12 @@ def grid_quadrature(
     else:
         raise ValueError(f"unknown rule {rule!r}; choose 'midpoint' or 'gauss-hermite'")
     total = n_per_axis**latent_dim
-    radix = n_per_axis ** torch.arange(latent_dim - 1, -1, -1)  # (d,) mixed-radix digits
+    radix = n_per_axis ** torch.arange(latent_dim - 1, -1, -1)  # (L,) mixed-radix digits
     partial = []
     for start in range(0, total, chunk):
         flat = torch.arange(start, min(start + chunk, total))  # (C,)
-        idx = (flat[:, None] // radix) % n_per_axis  # (C, d) grid index per axis
-        z = nodes[idx]  # (C, d)
+        idx = (flat[:, None] // radix) % n_per_axis  # (C, L) grid index per axis
+        z = nodes[idx]  # (C, L)
         log_terms = log_integrand(z) + log_w[idx].sum(-1)  # (C,)
         partial.append(torch.logsumexp(log_terms, 0))
     return float(torch.logsumexp(torch.stack(partial), 0))
@@ -234,8 +238,8 @@ class MonteCarloEstimate:
 def naive_monte_carlo(
     log_likelihood: LogLikelihood, latent_dim: int, n_samples: int, generator: torch.Generator
 ) -> MonteCarloEstimate:
-    """``p(x) ≈ (1/S) sum_s p(x | z_s)`` with ``z_s ~ N(0, I_d)`` (eq. ``eq-lvm-mc``)."""
-    z = torch.randn(n_samples, latent_dim, generator=generator, dtype=torch.float64)  # (S, d)
+    """``p(x) ≈ (1/S) sum_s p(x | z_s)`` with ``z_s ~ N(0, I_L)`` (eq. ``eq-lvm-mc``)."""
+    z = torch.randn(n_samples, latent_dim, generator=generator, dtype=torch.float64)  # (S, L)
     log_lik = log_likelihood(z)  # (S,)
     top = log_lik.max()
     ratios = torch.exp(log_lik - top)  # (S,) p(x|z_s) / max_s p(x|z_s), no underflow
@@ -250,20 +254,87 @@ def repeated_monte_carlo(
     """``n_repeats`` independent ``S``-sample naive estimates of ``log p(x)``, shape
     ``(n_repeats,)``, drawn in one batch from a generator seeded with ``seed``."""
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n_repeats * n_samples, latent_dim, generator=g, dtype=torch.float64)  # (R*S, d)
+    z = torch.randn(n_repeats * n_samples, latent_dim, generator=g, dtype=torch.float64)  # (R*S, L)
     log_lik = log_likelihood(z).reshape(n_repeats, n_samples)  # (R, S)
     return torch.logsumexp(log_lik, dim=1) - math.log(n_samples)  # (R,)
+
+
+# ------------------------------------------------ the posterior against the prior (L = 2)
+
+
+@dataclass(frozen=True)
+class PosteriorGrid:
+    """The posterior ``p(z | x)`` of a two-dimensional code on a square grid, and the
+    smallest set of grid cells that holds ``level`` of its mass (its highest-density
+    region, up to the grid).
+
+    ``axis`` (n,) are the cell centres along each axis; ``log_density`` (n, n) is
+    ``log p(z | x)`` at ``(axis[j], axis[i])`` in row ``i``, column ``j`` (``z_1`` along the
+    columns, ``z_2`` along the rows, as an image); ``region`` (n, n) marks the cells of the
+    region; ``prior_mass`` is the prior probability of the region, by the same midpoint
+    rule."""
+
+    axis: torch.Tensor
+    log_density: torch.Tensor
+    region: torch.Tensor
+    level: float
+    prior_mass: float
+
+    def contains(self, z: torch.Tensor) -> torch.Tensor:
+        """Whether each point of ``z`` (S, 2) lies in a cell of the region: (S,) bool
+        (points outside the grid are outside the region)."""
+        spacing = float(self.axis[1] - self.axis[0])
+        start = float(self.axis[0]) - spacing / 2
+        col = torch.floor((z[:, 0] - start) / spacing).long()  # (S,) cell along z_1
+        row = torch.floor((z[:, 1] - start) / spacing).long()  # (S,) cell along z_2
+        n = self.axis.numel()
+        inside = (col >= 0) & (col < n) & (row >= 0) & (row < n)  # (S,)
+        hit = torch.zeros_like(inside)
+        hit[inside] = self.region[row[inside], col[inside]]
+        return hit
+
+
+def posterior_on_grid(
+    log_likelihood: LogLikelihood,
+    n_per_axis: int = 300,
+    half_width: float = 4.0,
+    level: float = 0.9,
+) -> PosteriorGrid:
+    """``p(z | x) = p(x | z) N(z; 0, I_2) / p(x)`` on the midpoint grid of
+    ``[-c, c]^2`` (``c`` = ``half_width``), normalised over the grid (``n_per_axis ** 2``
+    decoder evaluations), and its ``level`` highest-density region: the cells of largest
+    posterior density, taken until their posterior mass reaches ``level``."""
+    spacing = 2 * half_width / n_per_axis
+    axis = -half_width + spacing * (torch.arange(n_per_axis, dtype=torch.float64) + 0.5)  # (n,)
+    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")  # (n, n) each: row i, column j
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)  # (n*n, 2)
+    log_prior = Normal(0.0, 1.0).log_prob(z).sum(-1)  # (n*n,)
+    log_joint = log_likelihood(z) + log_prior  # (n*n,)
+    log_cell_mass = log_joint - torch.logsumexp(log_joint, 0)  # (n*n,) posterior mass per cell
+    order = torch.argsort(log_cell_mass, descending=True)  # (n*n,)
+    cumulative = torch.cumsum(log_cell_mass[order].exp(), 0)  # (n*n,)
+    taken = int(torch.searchsorted(cumulative, torch.tensor(level, dtype=torch.float64))) + 1
+    region = torch.zeros(n_per_axis * n_per_axis, dtype=torch.bool)
+    region[order[:taken]] = True
+    prior_mass = float((log_prior.exp() * spacing**2)[region].sum())
+    return PosteriorGrid(
+        axis=axis,
+        log_density=(log_cell_mass - 2 * math.log(spacing)).reshape(n_per_axis, n_per_axis),
+        region=region.reshape(n_per_axis, n_per_axis),
+        level=level,
+        prior_mass=prior_mass,
+    )
 
 
 # -------------------------------------------------------------------------- figures
 
 
 def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: float = 1e-2):
-    """Left: decoder evaluations ``n^d`` for a fixed per-axis resolution (log scale).
+    """Left: decoder evaluations ``n^L`` for a fixed per-axis resolution (log scale).
     Right: relative error of the quadrature estimate of ``p(x)`` against the number of
-    evaluations, one curve per ``d``.
+    evaluations, one curve per latent dimension ``L``.
 
-    ``sweeps[d]`` is a pair of arrays ``(evaluations, relative_error)``.
+    ``sweeps[L]`` is a pair of arrays ``(evaluations, relative_error)``.
     """
     fig, (ax0, ax1) = figure(ncols=2, width=4.6, height=3.6)
     palette = [COLORS[k] for k in ("q", "reverse", "forward", "gap", "bound", "true")]
@@ -271,19 +342,19 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
         dims = list(dims)
         ax0.semilogy(
             dims,
-            [n_fixed**d for d in dims],
+            [n_fixed**latent for latent in dims],
             "o-",
             color=COLORS["grid"],
             label=f"{n_fixed} points per axis",
         )
         ax0.set_xticks(dims)
-        ax0.set_xlabel("latent dimension $d$")
+        ax0.set_xlabel("latent dimensions $L$")
         ax0.set_ylabel("decoder evaluations")
-        ax0.set_title("cost of a grid: $n^d$")
+        ax0.set_title("cost of a grid: $n^L$")
         ax0.legend()
-        for color, d in zip(palette, sweeps, strict=False):
-            evals, err = sweeps[d]
-            ax1.loglog(evals, err, "o-", ms=3, color=color, label=f"$d = {d}$")
+        for color, latent in zip(palette, sweeps, strict=False):
+            evals, err = sweeps[latent]
+            ax1.loglog(evals, err, "o-", ms=3, color=color, label=f"$L = {latent}$")
         ax1.axhline(target, color="grey", ls="--", lw=1, label=f"{target:.0%} error")
         ax1.set_xlabel("decoder evaluations")
         ax1.set_ylabel(r"relative error of $p(x)$")
@@ -302,7 +373,7 @@ def plot_monte_carlo_spread(
 ):
     """Left: histogram of naive estimates divided by the exact ``p(x)``.
     Right: root-mean-square relative error against the sample size ``S``, measured
-    (markers) and predicted ``sqrt(rho / S)`` (dashed), one colour per ``d``."""
+    (markers) and predicted ``sqrt(rho / S)`` (dashed), one colour per ``L``."""
     fig, (ax0, ax1) = figure(ncols=2, width=4.6, height=3.6)
     palette = [COLORS[k] for k in ("q", "reverse", "forward", "gap", "bound", "true")]
     with style():
@@ -320,13 +391,45 @@ def plot_monte_carlo_spread(
         ax0.set_title(f"naive Monte Carlo, $S = {n_samples_hist}$")
         ax0.legend()
         S = np.asarray(sample_sizes, dtype=float)
-        for color, d in zip(palette, rms_errors, strict=False):
-            ax1.loglog(S, rms_errors[d], "o", color=color, label=f"$d = {d}$")
-            ax1.loglog(S, np.sqrt(predicted[d] / S), "--", lw=1, color=color)
+        for color, latent in zip(palette, rms_errors, strict=False):
+            ax1.loglog(S, rms_errors[latent], "o", color=color, label=f"$L = {latent}$")
+            ax1.loglog(S, np.sqrt(predicted[latent] / S), "--", lw=1, color=color)
         ax1.set_xlabel("samples $S$")
         ax1.set_ylabel("relative error (RMS)")
         ax1.set_title(r"error vs samples; dashed: $\sqrt{\rho / S}$")
         ax1.legend()
+    _close(fig)
+    return fig
+
+
+def plot_posterior_against_prior(grids: dict, prior_draws: torch.Tensor):
+    """One panel per entry of ``grids`` (``{title: PosteriorGrid}``): the posterior density
+    (shaded), the boundary of its highest-density region (black), circles of the prior
+    ``N(0, I_2)`` at radii 1 and 2 (grey, dashed), and the same ``prior_draws`` (S, 2) in every
+    panel, filled where they fall in the region and open where they miss it."""
+    fig, axes = figure(ncols=len(grids), width=3.4, height=3.4)
+    axes = np.atleast_1d(axes)
+    angle = np.linspace(0.0, 2 * np.pi, 200)
+    with style():
+        for ax, (title, grid) in zip(axes, grids.items(), strict=True):
+            axis = grid.axis.numpy()
+            ax.imshow(grid.log_density.exp().numpy(), origin="lower", cmap="Blues",
+                      extent=(axis[0], axis[-1], axis[0], axis[-1]), interpolation="bilinear")
+            ax.contour(axis, axis, grid.region.numpy().astype(float), levels=[0.5],
+                       colors=COLORS["true"], linewidths=1.2)
+            for radius in (1.0, 2.0):
+                ax.plot(radius * np.cos(angle), radius * np.sin(angle), "--", lw=1,
+                        color="grey")
+            inside = grid.contains(prior_draws).numpy()
+            draws = prior_draws.numpy()
+            ax.plot(draws[inside, 0], draws[inside, 1], "o", ms=3.5, color=COLORS["reverse"])
+            ax.plot(draws[~inside, 0], draws[~inside, 1], "o", ms=3.5, mfc="none",
+                    color=COLORS["reverse"], alpha=0.7)
+            ax.set_title(title)
+            ax.set_xlabel("$z_1$")
+            ax.set_aspect("equal")
+            ax.grid(False)
+        axes[0].set_ylabel("$z_2$")
     _close(fig)
     return fig
 
