@@ -110,3 +110,87 @@ def test_plot_variance_study_returns_a_two_panel_figure():
         mu=0.5,
     )
     assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+
+
+# ------------------------------------------- the trainer's single-sample ELBO (vector z)
+
+from torch.distributions import Bernoulli, Independent, Normal, kl_divergence  # noqa: E402
+
+from vaebook.chapters.ch08_reparameterisation import trainer_estimates  # noqa: E402
+from vaebook.vae.models import VAE  # noqa: E402
+
+
+def _small_vae_and_data(latent_dim=2, seed=0):
+    torch.manual_seed(seed)
+    model = VAE(data_dim=10, hidden_dims=(16,), latent_dim=latent_dim, likelihood="bernoulli")
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.bernoulli(torch.full((4, 10), 0.4), generator=g)  # (B, D)
+    return model.eval(), x
+
+
+def _oracle_terms(model, x, eps):
+    """log p(x|z), log p(z), log q(z|x) and KL(q || p) at z = mu + sigma * eps, by
+    torch.distributions: q = Independent(Normal(mu, sigma)), p = Independent(Normal(0, 1))."""
+    with torch.no_grad():
+        out = model.encoder(x)
+        mu, logvar = out.chunk(2, dim=-1)  # (B, L) each
+        q = Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+        p = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+        z = mu + (0.5 * logvar).exp() * eps  # (R, B, L)
+        log_lik = Independent(Bernoulli(logits=model.decoder(z)), 1).log_prob(x)  # (R, B)
+        return log_lik, p.log_prob(z), q.log_prob(z), kl_divergence(q, p), mu, (0.5 * logvar).exp()
+
+
+def test_trainer_single_sample_estimates_are_the_oracle_at_the_returned_noise():
+    model, x = _small_vae_and_data()
+    est = trainer_estimates(model, x, n_draws=50, seed=3)
+    log_lik, log_p, log_q, kl, mu, sigma = _oracle_terms(model, x, est.eps)
+    torch.testing.assert_close(est.mu, mu)
+    torch.testing.assert_close(est.sigma, sigma)
+    # with the single-sample KL: log p(x|z) + log p(z) - log q(z|x), the chapter's estimate
+    torch.testing.assert_close(est.elbo_monte_carlo_kl, log_lik + log_p - log_q, rtol=1e-5, atol=1e-5)
+    # with the closed-form KL: log p(x|z) - KL(q || p), at the same z
+    torch.testing.assert_close(est.elbo_closed_form_kl, log_lik - kl, rtol=1e-5, atol=1e-5)
+    # the two terms
+    torch.testing.assert_close(est.reconstruction, log_lik, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(est.kl_single_sample, log_q - log_p, rtol=1e-5, atol=1e-5)
+    assert est.eps.shape == (50, 4, 2) and est.eps.std() > 0.5  # distinct draws per row
+
+
+def test_density_identity_and_jacobian_of_the_diagonal_gaussian():
+    """log q(z|x) = log p(eps) - log |det dz/deps| for z = mu + sigma * eps (the chapter's
+    identity), with q and p(eps) from torch.distributions and the Jacobian from autograd."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(2, generator=g, dtype=torch.float64)
+    sigma = torch.rand(2, generator=g, dtype=torch.float64) + 0.2
+    eps = torch.randn(100, 2, generator=g, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda e: mu + sigma * e, eps[0])  # (2, 2)
+    torch.testing.assert_close(jac, torch.diag(sigma))
+    log_det = torch.linalg.slogdet(jac).logabsdet
+    torch.testing.assert_close(log_det, sigma.log().sum())
+    q = Independent(Normal(mu, sigma), 1)
+    p_eps = Independent(Normal(torch.zeros(2, dtype=torch.float64), 1.0), 1)
+    torch.testing.assert_close(q.log_prob(mu + sigma * eps), p_eps.log_prob(eps) - log_det)
+
+
+def test_the_two_trainer_estimates_have_the_same_expectation():
+    """Same expectation (the chapter's claim): over many draws the mean difference is
+    within four standard errors of zero, and the single-sample KL averages to
+    torch.distributions' kl_divergence."""
+    model, x = _small_vae_and_data(seed=1)
+    est = trainer_estimates(model, x, n_draws=20_000, seed=0)
+    diff = (est.elbo_monte_carlo_kl - est.elbo_closed_form_kl).double()  # (R, B)
+    se = diff.std(0) / diff.shape[0] ** 0.5  # (B,)
+    assert (diff.mean(0).abs() < 4 * se).all(), (diff.mean(0), se)
+    log_lik, log_p, log_q, kl, _, _ = _oracle_terms(model, x, est.eps)
+    mc_kl = (log_q - log_p).double()  # (R, B)
+    assert ((mc_kl.mean(0) - kl.double()).abs() < 4 * mc_kl.std(0) / mc_kl.shape[0] ** 0.5).all()
+    # the two estimates differ draw by draw (only their means agree)
+    assert (diff.std(0) > 1e-3).all()
+
+
+def test_trainer_estimates_leave_the_training_mode_as_it_was():
+    model, x = _small_vae_and_data()
+    model.train()
+    trainer_estimates(model, x, n_draws=2)
+    assert model.training

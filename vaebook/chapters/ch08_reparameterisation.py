@@ -13,6 +13,12 @@ For ``z ~ N(mu, sigma^2)`` and one draw, the two estimators are
 
 Both are computed here by autograd, not by the formulas above, so comparing them with
 the closed forms (:func:`exact_moments`) is a real check.
+
+For the VAE's vector code the chapter derives the single-sample ELBO estimate
+``log p(x|z) + log p(z) - log q(z|x)`` at ``z = mu + sigma * eps``;
+:func:`trainer_estimates` runs the package's own objective on a trained model to put its
+two single-sample estimates beside that derivation: with the closed-form KL (the
+trainer's default) and with the single-sample KL, at the same noise ``eps``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from torch.distributions import Normal
 
 from ..plots import COLORS, figure, style
 from ..symbolic.families import gaussian_expectation
+from ..vae.models import VAE
+from ..vae.objectives import elbo_terms, encode_float32
 
 __all__ = [
     "torch_function",
@@ -37,6 +45,8 @@ __all__ = [
     "ESTIMATORS",
     "variance_with_stderr",
     "replicate_variance",
+    "TrainerEstimates",
+    "trainer_estimates",
     "plot_variance_study",
 ]
 
@@ -134,6 +144,58 @@ def replicate_variance(
     return variance_with_stderr(draws.mean(1))  # over (R,)
 
 
+# ------------------------------------------------- the trainer's single-sample ELBO
+
+
+@dataclass(frozen=True)
+class TrainerEstimates:
+    """The package's two single-sample ELBO estimates of each example, ``n_draws`` of them,
+    each pair at the same noise ``eps``: with the closed-form KL (the trainer's default,
+    ``log p(x|z) - KL(q(z|x) || p(z))``) and with the single-sample KL
+    (``log p(x|z) + log p(z) - log q(z|x)``), at ``z = mu + sigma * eps``; and their two
+    terms, the reconstruction ``log p(x|z)`` (shared) and the single-sample KL term
+    ``log q(z|x) - log p(z)``."""
+
+    elbo_closed_form_kl: torch.Tensor  # (R, B)
+    elbo_monte_carlo_kl: torch.Tensor  # (R, B)
+    reconstruction: torch.Tensor  # (R, B) log p(x|z) at the draw
+    kl_single_sample: torch.Tensor  # (R, B) log q(z|x) - log p(z) at the draw
+    mu: torch.Tensor  # (B, L) the encoder's means
+    sigma: torch.Tensor  # (B, L) the encoder's standard deviations
+    eps: torch.Tensor  # (R, B, L) the noise of each draw
+
+
+@torch.no_grad()
+def trainer_estimates(model: VAE, x: torch.Tensor, n_draws: int, seed: int = 0) -> TrainerEstimates:
+    """Run the trainer's objective (:func:`~vaebook.vae.objectives.elbo_terms`) on ``x``
+    (B, D) repeated ``n_draws`` times, once with the closed-form KL and once with the
+    single-sample KL, from the same seed, so that draw ``r`` of example ``b`` uses the same
+    noise in both; that noise is drawn again from the seed, as the objective draws it (one
+    standard normal tensor of the encoder's shape and dtype, the first random numbers it
+    uses), and returned with the encoder's mean and standard deviation."""
+    was_training = model.training
+    model.eval()
+    x_rep = x.repeat(n_draws, 1)  # (R*B, D): draw r of example b in row r*B + b
+    torch.manual_seed(seed)
+    closed = elbo_terms(model, x_rep, analytic_kl=True)  # (R*B,) terms
+    torch.manual_seed(seed)
+    single = elbo_terms(model, x_rep, analytic_kl=False)  # (R*B,) terms
+    mu, logvar = encode_float32(model, x_rep)  # (R*B, L) each
+    torch.manual_seed(seed)
+    eps = torch.randn(mu.shape, dtype=mu.dtype)  # (R*B, L)
+    model.train(was_training)
+    b, latent = x.shape[0], mu.shape[-1]
+    return TrainerEstimates(
+        elbo_closed_form_kl=closed.elbo.reshape(n_draws, b),
+        elbo_monte_carlo_kl=single.elbo.reshape(n_draws, b),
+        reconstruction=single.reconstruction.reshape(n_draws, b),
+        kl_single_sample=single.kl.reshape(n_draws, b),
+        mu=mu[:b],
+        sigma=(0.5 * logvar[:b]).exp(),
+        eps=eps.reshape(n_draws, b, latent),
+    )
+
+
 # ------------------------------------------------------------------------- figure
 
 
@@ -165,7 +227,7 @@ def plot_variance_study(
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_ylabel("variance of the gradient estimate")
-        ax1.set_xlabel("number of samples $n$")
+        ax1.set_xlabel("number of samples $S$")
         ax1.set_title(rf"$\mu = {mu:g}$, $\sigma = {sigma_fixed:g}$")
         ax2.set_xlabel(r"$\sigma$")
         ax2.set_title(rf"one sample, $\mu = {mu:g}$")
