@@ -18,7 +18,6 @@ expectation written out, and a small VAE trained in memory with the trainer's ow
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +28,11 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..plots import COLORS, COLUMN_WIDTH, style
-from ..vae.config import TrainConfig, beta_at, lr_at
-from ..vae.data import DataSplit, load_dataset
-from ..vae.devices import seed_everything
+from ..vae.config import TrainConfig
+from ..vae.data import DataSplit
 from ..vae.evaluate import epoch_test_metrics
-from ..vae.models import VAE, build_model
-from ..vae.train import make_optimizer, make_train_step, set_lr
+from ..vae.models import VAE
+from ..vae.train import make_train_step, set_up, train_epoch
 from .ch10_training_a_vae import format_number
 
 __all__ = [
@@ -217,49 +215,26 @@ def train_live(
     private generator, so the training itself is unchanged). ``report_every``: pass
     :func:`progress_line` of epoch 1 and of every ``report_every``-th epoch to ``report``.
     """
-    cfg, o = config, config.optim
-    device = torch.device("cpu")
+    cfg = config
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    seed_everything(cfg.run.seed)
-    data = load_dataset(cfg.data)
-    train_x = data.train.to(device, dtype)  # (N, D)
-    test_x = data.test.to(device, dtype)  # (N_test, D)
-    n_train = train_x.shape[0]
-    model = build_model(cfg.model, data.data_dim).to(device, dtype)
-    optimizer = make_optimizer(model, lr_at(o, 1))
-    batch_gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
-    objective = {"beta": o.beta, "analytic_kl": o.analytic_kl, "train_k": o.train_k}
-    train_step = make_train_step(model, optimizer, **objective)
-    steps_per_epoch = math.ceil(n_train / o.batch_size)
+    setup = set_up(cfg, torch.device("cpu"), dtype)  # the trainer's own start and epoch
+    model = setup.model
+    o = cfg.optim
+    train_step = make_train_step(
+        model, setup.optimizer, beta=o.beta, analytic_kl=o.analytic_kl, train_k=o.train_k
+    )
     samples = {}
     if 0 in sample_epochs:
         samples[0] = decoded_prior_draws(model, n_samples, sample_seed)
     history, t0 = [], time.perf_counter()
     for epoch in range(1, o.epochs + 1):
-        model.train()
-        set_lr(optimizer, lr_at(o, epoch))
-        beta = beta_at(o, epoch)
-        dynamic = cfg.data.binarization == "dynamic"
-        x = torch.bernoulli(train_x, generator=batch_gen) if dynamic else train_x  # (N, D)
-        perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
-        sums = torch.zeros(3, device=device)  # loss, reconstruction, KL summed over steps
-        for idx in perm.split(o.batch_size):  # idx: (B,)
-            sums += train_step(x[idx], beta)
-        loss, recon, kl = (sums / steps_per_epoch).tolist()
-        row = {
-            "epoch": epoch,
-            "beta": beta,
-            "train_loss": loss,
-            "train_elbo": recon - kl,
-            "train_reconstruction": recon,
-            "train_kl": kl,
-            **epoch_test_metrics(model, test_x, seed=cfg.run.seed + epoch),
-        }
+        row = train_epoch(setup, train_step, cfg, epoch)
+        row.update(epoch_test_metrics(model, setup.test_x, seed=cfg.run.seed + epoch))
         history.append(row)
         if epoch in sample_epochs:
             samples[epoch] = decoded_prior_draws(model, n_samples, sample_seed)
         if report_every and (epoch == 1 or epoch % report_every == 0):
             report(progress_line(row))
     model.eval()
-    return LiveRun(cfg, data, model, history, samples, time.perf_counter() - t0)
+    return LiveRun(cfg, setup.data, model, history, samples, time.perf_counter() - t0)

@@ -14,18 +14,28 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 
 from .config import ConfigError, TrainConfig, beta_at, lr_at
-from .data import load_dataset
+from .data import DataSplit, load_dataset
 from .devices import seed_everything, select_device
 from .evaluate import epoch_test_metrics, iwae_mean
 from .models import VAE, build_model
 from .objectives import elbo_terms, iwae_terms
 from .run_folder import RunFolder, provenance
 
-__all__ = ["TrainingDiverged", "make_optimizer", "set_lr", "make_train_step", "train"]
+__all__ = [
+    "TrainingDiverged",
+    "make_optimizer",
+    "set_lr",
+    "make_train_step",
+    "Setup",
+    "set_up",
+    "train_epoch",
+    "train",
+]
 
 
 class TrainingDiverged(RuntimeError):
@@ -94,6 +104,65 @@ def make_train_step(
     return step
 
 
+@dataclass
+class Setup:
+    """What a training run starts from: the data on the device, the model, its optimizer
+    and the generator of batches and binarisations (all seeded from the run's seed)."""
+
+    data: DataSplit
+    train_x: torch.Tensor  # (N, D)
+    test_x: torch.Tensor  # (N_test, D)
+    model: VAE
+    optimizer: torch.optim.Adam
+    batch_gen: torch.Generator
+
+
+def set_up(cfg: TrainConfig, device: torch.device, dtype: torch.dtype = torch.float32) -> Setup:
+    """Seed everything, load the data, build the model and its optimizer, as every run does."""
+    seed_everything(cfg.run.seed)
+    data = load_dataset(cfg.data)
+    n_train = data.train.shape[0]
+    if cfg.optim.batch_size > n_train:
+        raise ConfigError(
+            f"batch size {cfg.optim.batch_size} is larger than the training set ({n_train})"
+        )
+    train_x = data.train.to(device, dtype)  # (N, D)
+    test_x = data.test.to(device, dtype)  # (N_test, D)
+    model = build_model(cfg.model, data.data_dim).to(device, dtype)
+    optimizer = make_optimizer(model, lr_at(cfg.optim, 1))
+    batch_gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
+    return Setup(data, train_x, test_x, model, optimizer, batch_gen)
+
+
+def train_epoch(setup: Setup, train_step, cfg: TrainConfig, epoch: int, after_step=None) -> dict:
+    """One pass over the training set: the epoch's step size and KL weight, a fresh
+    binarisation (dynamic), a random order of batches, one ``train_step`` per batch
+    (``after_step(i, sums)`` after each, ``sums`` the running sums of loss and terms);
+    returns the epoch's mean loss and terms."""
+    o, model, train_x = cfg.optim, setup.model, setup.train_x
+    model.train()
+    set_lr(setup.optimizer, lr_at(o, epoch))
+    beta = beta_at(o, epoch)
+    n_train = train_x.shape[0]
+    dynamic = cfg.data.binarization == "dynamic"
+    x = torch.bernoulli(train_x, generator=setup.batch_gen) if dynamic else train_x  # (N, D)
+    perm = torch.randperm(n_train, generator=setup.batch_gen, device=train_x.device)  # (N,)
+    sums = torch.zeros(3, device=train_x.device)  # loss, reconstruction, KL summed over steps
+    for i, idx in enumerate(perm.split(o.batch_size)):  # idx: (B,)
+        sums += train_step(x[idx], beta)
+        if after_step is not None:
+            after_step(i, sums)
+    loss, recon, kl = (sums / math.ceil(n_train / o.batch_size)).tolist()
+    return {
+        "epoch": epoch,
+        "beta": beta,
+        "train_loss": loss,
+        "train_elbo": recon - kl,
+        "train_reconstruction": recon,
+        "train_kl": kl,
+    }
+
+
 def train(config: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) the run ``config`` describes; returns its final metrics (also in
     the run folder's metrics.json) and ``run_dir``."""
@@ -102,15 +171,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     device = folder.resume_device(cfg.run.device) if resume else select_device(cfg.run.device)
-    seed_everything(cfg.run.seed)
-    data = load_dataset(cfg.data)
-    n_train = data.train.shape[0]
-    if o.batch_size > n_train:
-        raise ConfigError(f"batch size {o.batch_size} is larger than the training set ({n_train})")
-    train_x, test_x = data.train.to(device), data.test.to(device)  # (N, D), (N_test, D)
-    model = build_model(cfg.model, data.data_dim).to(device)
-    optimizer = make_optimizer(model, lr_at(o, 1))
-    batch_gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
+    setup = set_up(cfg, device)
+    data, model, optimizer, batch_gen = setup.data, setup.model, setup.optimizer, setup.batch_gen
+    n_train, test_x = setup.train_x.shape[0], setup.test_x
     start_epoch, step, wall_before = (
         folder.restore(model, optimizer, batch_gen) if resume else folder.start()
     )
@@ -122,32 +185,25 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     t0, metrics = time.perf_counter(), {}
     try:
         for epoch in range(start_epoch + 1, o.epochs + 1):
-            model.train()
-            set_lr(optimizer, lr_at(o, epoch))
-            beta = beta_at(o, epoch)
-            dynamic = cfg.data.binarization == "dynamic"
-            x = torch.bernoulli(train_x, generator=batch_gen) if dynamic else train_x  # (N, D)
-            perm = torch.randperm(n_train, generator=batch_gen, device=device)  # (N,)
-            sums = torch.zeros(3, device=device)  # loss, reconstruction, KL summed over steps
-            for i, idx in enumerate(perm.split(o.batch_size)):
-                sums += train_step(x[idx], beta)  # idx: (B,)
+
+            def after_step(i, sums, epoch=epoch):
+                nonlocal step
                 step += 1
                 if (i + 1) % cfg.run.progress_every == 0 or i + 1 == steps_per_epoch:
                     done = (epoch - 1) * steps_per_epoch + i + 1
                     report_progress(bar, sums[0].item() / (i + 1), epoch, step, done)  # syncs
+
+            row = train_epoch(setup, train_step, cfg, epoch, after_step)
             if not all(torch.isfinite(p).all() for p in model.parameters()):
                 raise TrainingDiverged(f"weights became non-finite in epoch {epoch}")
-            loss, recon, kl = (sums / steps_per_epoch).tolist()
             metrics = {
                 "epoch": epoch,
                 "step": step,
                 "binarization": cfg.data.binarization,
-                "beta": beta,
+                "beta": row["beta"],
                 "heldout_binarization_seed": data.info.get("test_binarization_seed"),
-                "train_loss": loss,
-                "train_elbo": recon - kl,
-                "train_reconstruction": recon,
-                "train_kl": kl,
+                **{k: row[k] for k in ("train_loss", "train_elbo", "train_reconstruction")},
+                "train_kl": row["train_kl"],
                 **epoch_test_metrics(model, test_x, seed=cfg.run.seed + epoch),
                 "wall_time_s": wall_before + time.perf_counter() - t0,
             }
