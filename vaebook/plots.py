@@ -3,6 +3,12 @@
 Use :func:`figure` to start a figure; it applies the book's style (:data:`STYLE`) so
 every chapter's plots share fonts, sizes and colours. Each chapter's own figures live in
 its module under :mod:`vaebook.chapters`.
+
+Figures have a transparent background (figure and axes), so that on the page they sit on
+the page's own background: white in the light theme and in the PDF, dark in the dark
+theme, where the book's CSS shows them as a themed variant (lightness inverted, hue kept:
+black ink becomes light grey, the colours below keep their hue and at least their light-
+theme contrast). Nothing in a figure relies on a white background behind it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ STYLE = {
     "legend.frameon": False,
     "lines.linewidth": 2.0,
     "figure.constrained_layout.use": True,
+    # transparent backgrounds: no white box around a figure in the dark theme
+    "figure.facecolor": "none",
+    "figure.edgecolor": "none",
+    "axes.facecolor": "none",
+    "savefig.facecolor": "none",
+    "savefig.edgecolor": "none",
 }
 
 
