@@ -12,14 +12,21 @@ amortisation part (Cremer et al., 2018).
 - :func:`fit_gaussian_per_point` -- the best diagonal Gaussian for each data point
   separately: Adam on the per-point ELBO, the decoder fixed, seeded. It is what the
   encoder would output if it had no amortisation cost.
+- :func:`gaussian_iwae_bound` -- the IWAE-k bound of a given diagonal Gaussian ``q`` per data
+  point, averaged over independent groups of k draws (common random numbers for every q of
+  the same shape): how good a proposal for importance sampling that q is.
 - :func:`mean_and_stderr` -- a mean over examples and its standard error (the package's one,
   from :mod:`vaebook.vae.objectives`).
 - :func:`plot_bounds_against_k`, :func:`plot_gap_split`, :func:`plot_active_units` -- the
   figures.
+
+The gradient of the IWAE training objective, for the engine, is in
+:mod:`~vaebook.chapters.ch11_iwae_gradient`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +40,7 @@ from ..vae.objectives import (
     LikelihoodEstimate,
     estimate_log_likelihood,
     kl_to_standard_normal,
+    log_weights,
     mean_and_stderr,
     reconstruction_log_likelihood,
 )
@@ -45,6 +53,7 @@ __all__ = [
     "paired_difference",
     "ordering_violations",
     "gaussian_elbo",
+    "gaussian_iwae_bound",
     "GaussianFit",
     "fit_gaussian_per_point",
     "plot_bounds_against_k",
@@ -154,6 +163,30 @@ def gaussian_elbo(
             z = mu + (0.5 * logvar).exp() * e  # (s, N, L)
             total += reconstruction_log_likelihood(model, z, x).sum(0)
         return total / samples - kl_to_standard_normal(mu, logvar)
+
+
+def gaussian_iwae_bound(
+    model: VAE,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    k: int,
+    repeats: int = 100,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The IWAE-k bound of ``q = N(mu, diag exp(logvar))`` as a proposal for each row of x
+    (N, D), (N,): ``log (1/k) sum_i w_i`` with ``w_i = p(x, z_i) / q(z_i)`` and
+    ``z_i = mu + sigma * eps_i`` (eq-iw-bound), averaged over ``repeats`` independent groups
+    of k draws. The seeded eps (``repeats`` x k x N x L) are the same for every q of the
+    same shape, so that two q's are compared on common random numbers; without gradients."""
+    eps = _noise((repeats, k, *mu.shape), seed, mu.dtype)  # (R, k, N, L)
+    total = torch.zeros(x.shape[0], dtype=mu.dtype)
+    with torch.no_grad():
+        for e in eps:  # (k, N, L): one group of k draws per data point
+            z = mu + (0.5 * logvar).exp() * e  # (k, N, L)
+            log_w = log_weights(model, x, mu, logvar, z)  # (k, N)
+            total += torch.logsumexp(log_w, dim=0) - math.log(k)
+    return total / repeats
 
 
 @dataclass
