@@ -350,7 +350,7 @@ def plot_grid_cost(dims: Sequence[int], n_fixed: int, sweeps: dict, target: floa
         ax0.set_xticks(dims)
         ax0.set_xlabel("latent dimensions $L$")
         ax0.set_ylabel("decoder evaluations")
-        ax0.set_title("cost of a grid: $n^L$")
+        ax0.set_title("cost of a grid: $G^L$")
         ax0.legend()
         for color, latent in zip(palette, sweeps, strict=False):
             evals, err = sweeps[latent]
