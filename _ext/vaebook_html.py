@@ -51,6 +51,14 @@ def _dedupe_scripts(app: Sphinx, builder) -> None:
         ]
 
 
+def _dedupe_single_page(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    # the singlehtml builder (tools/build_pdf.py) writes without emitting write-started;
+    # its page context's script_files is the builder's own list, de-duplicated in place
+    if app.builder.name == "singlehtml":
+        _dedupe_scripts(app, app.builder)
+
+
 def setup(app: Sphinx):
     app.connect("write-started", _dedupe_scripts)
+    app.connect("html-page-context", _dedupe_single_page)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
