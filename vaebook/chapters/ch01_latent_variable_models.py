@@ -142,7 +142,7 @@ class CountingLikelihood:
 
 def _midpoint_rule(n: int, half_width: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and log-weights of the midpoint rule for ``∫ f(z) N(z; 0, 1) dz`` on
-    ``[-c, c]`` (``c`` = ``half_width``): ``a_i = (2c/n) N(z_i; 0, 1)``. Shapes ``(n,)``, ``(n,)``."""
+    ``[-c, c]`` (``c`` = ``half_width``): ``omega_i = (2c/n) N(z_i; 0, 1)``. Shapes ``(n,)``, ``(n,)``."""
     h = 2 * half_width / n
     nodes = -half_width + h * (torch.arange(n, dtype=torch.float64) + 0.5)  # (n,)
     log_w = math.log(h) + Normal(0.0, 1.0).log_prob(nodes)  # (n,)
@@ -168,7 +168,7 @@ def grid_quadrature(
     """``log ∫ exp(log_integrand(z)) N(z; 0, I_L) dz`` by the tensor-product midpoint
     rule on ``[-c, c]^L`` (``c`` = ``half_width``; eq. ``eq-lvm-grid``)::
 
-        p(x) ≈ sum_{i_1..i_L} a_{i_1} ... a_{i_L} p(x | z_{i_1}, ..., z_{i_L})
+        p(x) ≈ sum_{i_1..i_L} omega_{i_1} ... omega_{i_L} p(x | z_{i_1}, ..., z_{i_L})
 
     It calls ``log_integrand`` on exactly ``n_per_axis ** latent_dim`` points, in
     chunks of at most ``chunk`` rows; the sum is accumulated in log space.
