@@ -256,6 +256,8 @@ FIT = r"""
   const scaled = [];
   const column = document.querySelector('article.bd-article').getBoundingClientRect().width;
   const fit = (box, content, what) => {
+    // not printed: inside a collapsed toggle, or not displayed
+    if (box.closest('details:not([open])') || box.getClientRects().length === 0) return;
     const avail = Math.min(column, box.parentElement.getBoundingClientRect().width);
     const width = content.scrollWidth || content.getBoundingClientRect().width;
     if (width > avail + 0.5) {
