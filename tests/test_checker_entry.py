@@ -290,10 +290,10 @@ STEPS = {
     "an encoder that ignores its input carries no information": (["0"], "log(2)"),
     "KL of a nearly one-hot q from a prior": (
         [
-            "-log(pi_1)/(1 + 2*epsilon) - log(1 + 2*epsilon)"
-            " + epsilon/(1 + 2*epsilon)*(2*log(epsilon) - log(pi_2) - log(pi_3))"
+            "-log(pi_1)/(1 + 2*delta) - log(1 + 2*delta)"
+            " + delta/(1 + 2*delta)*(2*log(delta) - log(pi_2) - log(pi_3))"
         ],
-        "log(3) - log(1 + 2*epsilon) + 2*epsilon/(1 + 2*epsilon)*log(epsilon)",
+        "log(3) - log(1 + 2*delta) + 2*delta/(1 + 2*delta)*log(delta)",
     ),
 }
 
