@@ -99,13 +99,27 @@ class StepChecker(SphinxDirective):
         node["names"] = names_in_scope(box)
         node["ident"] = f"step-checker-{self.env.new_serialno('step-checker')}"
         self.state.nested_parse(self.content, self.content_offset, node)
-        start = nodes.paragraph()
-        start += nodes.Text("Start from ")
-        start += nodes.math(text=box.tex(box.start))
-        start += nodes.Text(" and type the next expression.")
-        start["classes"] = ["vaebook-checker-start"]
-        node += start
+        node += start_nodes(box)
         return [node]
+
+
+def start_nodes(box) -> list[nodes.Node]:
+    """The line that gives the start: inline when it is short, else displayed on as many
+    lines as the column needs (the engine's line breaking)."""
+    from vaebook.symbolic.printing import latex_lines, tex_width
+
+    tex = box.tex(box.start)
+    words = nodes.paragraph(classes=["vaebook-checker-start"])
+    words += nodes.Text("Start from ")
+    if tex_width(tex) <= 24:
+        words += nodes.math(text=tex)
+        words += nodes.Text(" and type the next expression.")
+        return [words]
+    words += nodes.Text("the expression below and type the next one.")
+    lines = latex_lines(box.start, symbol_names=box.derivation.latex_names)
+    rows = [f"& {lines[0]}", *(rf"& \quad {line}" for line in lines[1:])]
+    display = r"\begin{aligned}" + " \\\\\n".join(rows) + r"\end{aligned}"
+    return [words, nodes.math_block(display, display, nowrap=False, number=None)]
 
 
 def names_in_scope(box) -> list[tuple[str, str, str]]:
