@@ -155,7 +155,9 @@ _REPRS = {
     ),
     "a Python container": re.compile(r"[{\[]\s*['\"]\w|\bdict_\w+\(|\[\s*\(|<\w[\w.]* object at"),
     "a bare Python boolean or None": re.compile(r"^\s*(True|False|None)\s*$", re.M),
-    "a doubled backslash": re.compile(r"\\\\[A-Za-z]"),
+    # a string's repr doubles the backslash of a command (\\frac); a LaTeX row break before
+    # a one-letter name (\\A_{21}) is not that
+    "a doubled backslash": re.compile(r"(?<!\\)\\\\[A-Za-z]{2,}"),
     "an internal path or name": re.compile(
         r"vaebook/|\w+\.py\b|tests?/|\btest_\w+|x86_64|\d+ threads?\)|<Figure size"
     ),
@@ -194,6 +196,7 @@ def test_the_repr_detector_catches_planted_plumbing():
     assert reader_visible_problems("see vaebook/vae/objectives.py")
     assert reader_visible_problems("cpu (x86_64, 1 threads)")
     assert not reader_visible_problems("$$\\log p(x) = \\mathcal{L}(q) \\\\ & + 1$$")
+    assert not reader_visible_problems("\\begin{matrix}a \\\\A_{21}\\end{matrix}")
     assert not reader_visible_problems("test ELBO −23.29 ± 0.18 nats, 0.516 bits/dim")
 
 
