@@ -32,7 +32,7 @@ __all__ = [
     "GaussianMixture1D",
     "GaussianFit",
     "standard_normal_nodes",
-    "gaussian_expectation",
+    "gaussian_quadrature",
     "reverse_kl",
     "forward_kl",
     "fit_reverse_kl",
@@ -122,7 +122,7 @@ def standard_normal_nodes(
     return x, a
 
 
-def gaussian_expectation(
+def gaussian_quadrature(
     g: Callable[[torch.Tensor], torch.Tensor], m, s, n: int = 1001
 ) -> torch.Tensor:
     """``E_{N(m, s^2)}[g(z)]`` by quadrature at ``z_i = m + s x_i``; differentiable in
@@ -147,7 +147,7 @@ def reverse_kl(
     ``KL(q || p) - log c``: the same function of ``(m, s)`` shifted by a constant.
     """
     m, s = torch.as_tensor(m, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
-    return -_entropy_normal(s) - gaussian_expectation(log_density, m, s, n)
+    return -_entropy_normal(s) - gaussian_quadrature(log_density, m, s, n)
 
 
 def forward_kl(m, s, target: GaussianMixture1D, n: int = 1001) -> torch.Tensor:
@@ -159,7 +159,7 @@ def forward_kl(m, s, target: GaussianMixture1D, n: int = 1001) -> torch.Tensor:
     total = torch.zeros((), dtype=torch.float64)
     for w, mu_k, sd_k in zip(target.weights, target.means, target.stds, strict=True):
         integrand = lambda z: target.log_prob(z) - q.log_prob(z)  # noqa: E731  (n,)
-        total = total + w * gaussian_expectation(
+        total = total + w * gaussian_quadrature(
             integrand,
             torch.tensor(mu_k, dtype=torch.float64),
             torch.tensor(sd_k, dtype=torch.float64),

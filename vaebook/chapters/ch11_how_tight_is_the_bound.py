@@ -54,7 +54,7 @@ __all__ = [
     "ordering_violations",
     "gaussian_elbo",
     "gaussian_iwae_bound",
-    "GaussianFit",
+    "PerImageGaussians",
     "fit_gaussian_per_point",
     "plot_bounds_against_k",
     "plot_gap_split",
@@ -190,7 +190,7 @@ def gaussian_iwae_bound(
 
 
 @dataclass
-class GaussianFit:
+class PerImageGaussians:
     """Per-point Gaussians ``N(mu, diag exp(logvar))``, (N, L) each, the mean ELBO
     estimate of every optimisation step (``trace``, on that step's own draws, before the
     step's update), and ``snapshots``: ``{step: (mu, logvar)}`` after the steps asked for."""
@@ -211,7 +211,7 @@ def fit_gaussian_per_point(
     lr: float = 0.02,
     seed: int = 0,
     snapshots: Sequence[int] = (),
-) -> GaussianFit:
+) -> PerImageGaussians:
     """Maximise the ELBO of a separate diagonal Gaussian q for each row of x (N, D), the
     model fixed: Adam on ``(mu, logvar)`` from the starting point given (e.g. the encoder's
     output), ``samples`` reparameterised draws per point per step (seeded, a generator of
@@ -247,7 +247,7 @@ def fit_gaussian_per_point(
     finally:
         for p, r in zip(model.parameters(), requires, strict=True):
             p.requires_grad_(r)
-    return GaussianFit(mu.detach(), logvar.detach(), np.array(trace), kept)
+    return PerImageGaussians(mu.detach(), logvar.detach(), np.array(trace), kept)
 
 
 # -- figures -----------------------------------------------------------------------------
