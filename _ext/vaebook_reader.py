@@ -58,10 +58,7 @@ def _code(text: str) -> str:
 
 def _run_locally_note(app: Sphinx, docname: str) -> str:
     root = _repository_root(app)
-    commands = {}
-    if root:
-        app.env.note_dependency(str(root / "README.md"))  # re-read when the README changes
-        commands = readme_commands(root / "README.md")
+    commands = readme_commands(root / "README.md") if root else {}
     source = Path(app.env.doc2path(docname))
     relative = source.relative_to(root).as_posix() if root else source.name
     parts = [
@@ -84,9 +81,11 @@ def _run_locally_note(app: Sphinx, docname: str) -> str:
     return "\n".join(parts)
 
 
-def add_run_locally_note(app: Sphinx, doctree: nodes.document) -> None:
-    docname = app.env.docname
-    if not _is_notebook(app, docname):
+def add_run_locally_note(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    # at doctree-resolved (each write), not doctree-read: the README is read afresh for every
+    # build without being a dependency of every chapter (a README edit would otherwise make
+    # every chapter be read, and so executed, again)
+    if app.builder.format != "html" or not _is_notebook(app, docname):
         return
     title = next(iter(doctree.findall(nodes.title)), None)
     if title is None:
@@ -129,7 +128,7 @@ def edit_download_menu(app: Sphinx, pagename, templatename, context, doctree) ->
 
 
 def setup(app: Sphinx):
-    app.connect("doctree-read", add_run_locally_note)
+    app.connect("doctree-resolved", add_run_locally_note)
     # after sphinx-book-theme's add_header_buttons (priority 501)
     app.connect("html-page-context", edit_download_menu, priority=502)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
