@@ -10,7 +10,7 @@ from the site itself: the requests are counted, none leaves it. A page opened fr
 says how to serve the book instead. Every exercise of the built book has its box.
 
 The time the engine took to load and the first verdict are written to
-``_build/browser/checker-timings.json`` (the README quotes them; nothing asserts a timing
+``_build/browser/checker-timings.json`` (the README quotes a run of it; nothing asserts a timing
 beyond a generous limit).
 """
 
