@@ -120,6 +120,8 @@ def build_single_page(root: Path = ROOT, warnings_as_errors: bool = True) -> Pat
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + "\n" + result.stderr)
     read = re.findall(r"reading sources\.\.\. \[\s*\d+%\] (\S+)", output)
+    for line in re.findall(r"updating environment: .*", output):
+        log(line)  # why documents are read again, when they are
     warnings = [line for line in output.splitlines() if "WARNING" in line]
     log(f"single-page build: {len(read)} documents read again, {time.time() - t0:.0f} s")
     for line in warnings:
@@ -144,10 +146,15 @@ async () => {
   await Promise.all([...document.images].map(img => img.decode().catch(() => null)));
   const broken = [...document.images].filter(img => !img.complete || img.naturalWidth === 0);
   const errors = [...document.querySelectorAll('mjx-merror, [data-mjx-error]')];
+  const describe = e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 120) +
+      ' (in #' + ((e.closest('section[id]') || {}).id || '?') + ')';
+  // a formula inside a collapsed toggle is not printed (the HTML test reports it)
+  const folded = e => e.closest('details:not([open])') !== null;
   return {
     seconds: (Date.now() - t0) / 1000,
     broken: broken.map(img => img.getAttribute('src')),
-    mathErrors: errors.map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 120)),
+    mathErrors: errors.filter(e => !folded(e)).map(describe),
+    foldedMathErrors: errors.filter(folded).map(describe),
     formulas: document.querySelectorAll('mjx-container').length,
   };
 }
@@ -236,8 +243,13 @@ PREPARE = r"""
     nav.append(row);
   }
   article.prepend(titlePage, nav);
-  return {missing, entries: entries.map(e => ({kind: e.kind, id: e.id,
-          text: (document.getElementById(e.id) || {}).textContent || ''}))};
+  // a heading's text as Chromium names its bookmark: without the typeset math
+  const plain = id => {
+    const h = document.getElementById(id).cloneNode(true);
+    h.querySelectorAll('mjx-container, .headerlink, script').forEach(x => x.remove());
+    return h.textContent;
+  };
+  return {missing, entries: entries.map(e => ({kind: e.kind, id: e.id, text: plain(e.id)}))};
 }
 """
 
@@ -258,7 +270,10 @@ FIT = r"""
   const fit = (box, content, what) => {
     // not printed: inside a collapsed toggle, or not displayed
     if (box.closest('details:not([open])') || box.getClientRects().length === 0) return;
-    const avail = Math.min(column, box.parentElement.getBoundingClientRect().width);
+    // a numbered equation's number floats at the right of its display, beside it
+    const eqno = box.parentElement.querySelector(':scope > .eqno');
+    const avail = Math.min(column, box.parentElement.getBoundingClientRect().width) -
+        (eqno ? eqno.getBoundingClientRect().width + 8 : 0);
     const width = content.scrollWidth || content.getBoundingClientRect().width;
     if (width > avail + 0.5) {
       const zoom = Math.floor(100 * avail / width) / 100;
@@ -307,16 +322,35 @@ def outline_pages(pdf: Path) -> list[tuple[str, int]]:
     return flat
 
 
+NUMBER = re.compile(r"^(\d+(?:\.\d+)*\.)\s+")
+NUMBERS = re.compile(r"^(?:\d+(?:\.\d+)*\.\s+)+")  # "16.1. 1. " of an erratum's heading
+
+
+def _bookmark_title(title: str) -> str:
+    # Chromium sometimes names a bookmark with its heading's text twice ("SummarySummary")
+    half = len(title) // 2
+    return title[:half] if len(title) % 2 == 0 and title[:half] == title[half:] else title
+
+
+def _same_heading(title: str, text: str) -> bool:
+    """A bookmark's title names a heading's text: equal, or equal up to the section number,
+    or one a prefix of the other (a bookmark leaves out or spells out typeset math)."""
+    if title == text:
+        return True
+    number = NUMBER.match(text)
+    if number and title.startswith(number.group(1) + " "):
+        return True
+    a, b = NUMBERS.sub("", title), NUMBERS.sub("", text)
+    return a == b or (min(len(a), len(b)) >= 4 and (a.startswith(b) or b.startswith(a)))
+
+
 def match_pages(entries: list[dict], outline: list[tuple[str, int]]) -> dict[str, int]:
-    """Page of each contents entry: its heading's bookmark, matched in reading order by the
-    heading's text (or by its number, '3.4.', where the text holds typeset math)."""
+    """Page of each contents entry: its heading's bookmark, matched in reading order."""
     pages, k = {}, 0
     for entry in entries:
         text = normalise(entry["text"])
-        number = re.match(r"^(\d+(?:\.\d+)*\.)\s", text)
         for j in range(k, len(outline)):
-            title = outline[j][0]
-            if title == text or (number and title.startswith(number.group(1) + " ")):
+            if _same_heading(_bookmark_title(outline[j][0]), text):
                 pages[entry["id"]] = outline[j][1]
                 k = j + 1
                 break
@@ -364,6 +398,8 @@ def print_book(page_html: Path, pdf: Path, chromium: str, root: Path = ROOT) -> 
         tab.goto(page_html.as_uri(), wait_until="load")
         ready = tab.evaluate(WAIT_FOR_PAGE)
         log(f"MathJax typeset {ready['formulas']} formulas in {ready['seconds']:.0f} s")
+        for error in ready["foldedMathErrors"]:
+            log(f"MathJax error in a collapsed toggle, not printed: {error}")
         if ready["broken"] or ready["mathErrors"]:
             raise SystemExit(
                 f"images not loaded: {ready['broken']}; MathJax errors: {ready['mathErrors']}"
