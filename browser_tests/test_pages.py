@@ -279,7 +279,9 @@ def test_download_menu(page):
     committed = json.loads((ROOT / f"{page}.ipynb").read_text(encoding="utf-8"))
     outputs = lambda nb: [len(c.get("outputs", [])) for c in nb["cells"]]  # noqa: E731
     assert sum(outputs(offered)) > 0, f"{page}: the notebook offered has no outputs"
-    assert outputs(offered) == outputs(committed), f"{page}: not the committed notebook's outputs"
+    assert outputs(offered) == outputs(committed), (
+        f"{page}: not the committed notebook's outputs (was it re-executed after the build?)"
+    )
 
 
 @pytest.mark.parametrize("page", toc_pages())
