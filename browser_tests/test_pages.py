@@ -389,7 +389,7 @@ def test_figures_readable_in_both_themes(browser, page):
                     if glare > GLARE_BLOB:
                         problems.append(f"{where}: a light grey region, {glare:.0%} of it, glares")
                     if lum.mean() > 0.4:
-                        problems.append(f"{where}: light (luminance {lum.mean():.2f}) on a dark page")
+                        problems.append(f"{where}: light ({lum.mean():.2f}) on a dark page")
                 if ink < 0.001:
                     problems.append(f"{where}: no ink that contrasts with the page ({ink:.2%})")
         finally:
