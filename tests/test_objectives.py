@@ -176,8 +176,8 @@ def test_bf16_autocast_keeps_noise_kl_and_likelihood_float32(monkeypatch):
         seen["z"] = z.dtype
         return z
 
-    def spy_decode(z):
-        out = real_decode(z)
+    def spy_decode(z, x=None):
+        out = real_decode(z, x)
         seen["logits"] = out.dtype
         return out
 

@@ -265,9 +265,9 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     real = train_module.elbo_terms
     calls = {"n": 0}
 
-    def poisoned(model, x, beta=1.0, analytic_kl=True):
+    def poisoned(model, x, beta=1.0, analytic_kl=True, free_bits=0.0):
         calls["n"] += 1
-        terms = real(model, x, beta, analytic_kl)
+        terms = real(model, x, beta, analytic_kl, free_bits)
         if calls["n"] > 6:  # epoch 1 has 6 steps of 256; epoch 2 goes bad
             terms.reconstruction = terms.reconstruction * float("nan")
         return terms

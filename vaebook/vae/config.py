@@ -46,7 +46,7 @@ DATASETS = {
     "file": "your own examples: a .npy/.npz array (N, D) with values in [0, 1], at --data-dir",
 }
 BINARIZATIONS = ("none", "static", "dynamic")
-ARCHITECTURES = ("mlp", "linear")
+ARCHITECTURES = ("mlp", "linear", "made")
 LIKELIHOODS = ("bernoulli", "gaussian")
 ACTIVATIONS = ("relu", "tanh")
 
@@ -143,7 +143,11 @@ class ModelConfig:
     """The networks and the decoder's likelihood."""
 
     architecture: str = setting(
-        "mlp", "text", "mlp, or linear (needs the gaussian likelihood)", choices=ARCHITECTURES
+        "mlp",
+        "text",
+        "mlp; linear (needs the gaussian likelihood); made: the mlp encoder with an "
+        "autoregressive decoder over the pixels given z (bernoulli only)",
+        choices=ARCHITECTURES,
     )
     likelihood: str = setting(
         "bernoulli", "text", "decoder: bernoulli (logits) or gaussian", choices=LIKELIHOODS
@@ -190,6 +194,12 @@ class OptimConfig:
     beta: float = setting(1.0, "weight", "weight of the KL term in the loss (the ELBO uses 1)")
     kl_warmup_epochs: int = setting(
         0, "int >= 0", "beta rises linearly from 0 to beta over this many epochs"
+    )
+    free_bits: float = setting(
+        0.0,
+        "weight",
+        "free bits (Kingma et al., 2016), nats per latent dimension: the loss's KL term is "
+        "sum_j max(free_bits, batch mean of KL_j); 0: off",
     )
     train_k: int = setting(
         1, "positive int", "1: train the ELBO; k > 1: the IWAE bound with k samples (beta 1)"
@@ -295,6 +305,12 @@ class TrainConfig:
             raise ConfigError("the linear VAE needs likelihood 'gaussian'")
         if self.optim.train_k > 1 and (self.optim.beta != 1 or self.optim.kl_warmup_epochs):
             raise ConfigError("train_k > 1 trains the IWAE bound, which has no beta: keep beta 1")
+        if self.model.architecture == "made" and self.model.likelihood != "bernoulli":
+            raise ConfigError("the autoregressive (made) decoder needs likelihood 'bernoulli'")
+        if self.optim.free_bits and (self.optim.train_k > 1 or not self.optim.analytic_kl):
+            raise ConfigError(
+                "free bits clamp the closed-form KL of each dimension: train_k 1, analytic_kl"
+            )
 
 
 # -- schedules: functions of the epoch (so a resumed run continues them exactly) -----------

@@ -1,4 +1,5 @@
-"""Variational autoencoders: an MLP VAE and a linear VAE with an exact marginal.
+"""Variational autoencoders: an MLP VAE and a linear VAE with an exact marginal (a VAE with
+an autoregressive decoder is :mod:`vaebook.vae.made`'s).
 
 The model exposes its three densities as ``torch.distributions`` objects:
 
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
 
-from .config import LIKELIHOODS, ModelConfig
+from .config import ARCHITECTURES, LIKELIHOODS, ModelConfig
 from .ppca import ppca_marginal
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
@@ -98,8 +99,10 @@ class VAE(nn.Module):
         zeros = self._zero.expand(*batch_shape, self.latent_dim)  # (*batch, L)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder output for z (..., L): logits (Bernoulli) or mean (Gaussian), (..., D)."""
+    def decode(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder output for z (..., L): logits (Bernoulli) or mean (Gaussian), (..., D).
+        ``x``, the data being scored, is not read: these pixels are independent given z (an
+        autoregressive decoder, :mod:`vaebook.vae.made`, reads it)."""
         return self.decoder(z)
 
     def likelihood(self, z: torch.Tensor) -> Independent:
@@ -159,4 +162,12 @@ def build_model(model: ModelConfig, data_dim: int) -> VAE:
         if m.likelihood != "gaussian":
             raise ValueError("the linear VAE has a Gaussian decoder; use likelihood='gaussian'")
         return LinearVAE(data_dim, m.latent_dim, m.decoder_std)
-    raise ValueError(f"unknown architecture {m.architecture!r}; choose 'mlp' or 'linear'")
+    if m.architecture == "made":
+        if m.likelihood != "bernoulli":
+            raise ValueError("the autoregressive decoder is Bernoulli; use likelihood='bernoulli'")
+        from .made import MadeVAE  # made.py builds on this module
+
+        return MadeVAE(data_dim, m.hidden_dims, m.latent_dim, m.activation)
+    raise ValueError(
+        f"unknown architecture {m.architecture!r}; choose from {', '.join(ARCHITECTURES)}"
+    )

@@ -26,7 +26,8 @@ The densities are written out (the ``torch.distributions`` objects of
 Objectives built from them:
 
 - :func:`elbo_terms` -- reconstruction ``E_q[log p(x|z)]`` and ``KL(q(z|x) || p(z))``
-  reported separately; analytic or Monte Carlo KL; a ``beta`` weight for the loss.
+  reported separately; analytic or Monte Carlo KL; a ``beta`` weight for the loss, and
+  free bits (:func:`free_bits_kl`) in place of its KL term.
 - :func:`iwae_bound` -- ``log (1/k) sum_i p(x, z_i) / q(z_i|x)``, z_i ~ q; k=1 is the
   single-sample ELBO estimator with Monte Carlo KL.
 - :func:`estimate_log_likelihood` -- the same estimator with large k (e.g. 5000),
@@ -113,7 +114,7 @@ def reparameterise(
 def reconstruction_log_likelihood(model: VAE, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``log p(x|z)`` of the model's decoder, summed over pixels: z (..., B, L), x (B, D) ->
     (..., B). Bernoulli from the logits, or Gaussian with the model's decoder scale."""
-    out = model.decode(z)  # (..., B, D) logits or mean
+    out = model.decode(z, x)  # (..., B, D) logits or mean (x read by autoregressive decoders)
     if model.likelihood_name == "bernoulli":
         return bernoulli_log_likelihood(x, out)
     return gaussian_log_likelihood(x, out, model.log_decoder_std)
@@ -147,6 +148,7 @@ class ElboTerms:
     reconstruction: torch.Tensor  # (B,) single-sample estimate of E_q[log p(x|z)]
     kl: torch.Tensor  # (B,) KL(q(z|x) || p(z)), analytic or single-sample Monte Carlo
     beta: float = 1.0
+    free_bits_kl: torch.Tensor | None = None  # () the loss's KL term with free bits, if on
 
     @property
     def elbo(self) -> torch.Tensor:
@@ -155,18 +157,26 @@ class ElboTerms:
 
     @property
     def loss(self) -> torch.Tensor:
-        """Training loss: mean over the batch of ``-(reconstruction - beta * kl)``, scalar."""
+        """Training loss: mean over the batch of ``-(reconstruction - beta * kl)``, scalar;
+        with free bits, ``beta * free_bits_kl - mean(reconstruction)``."""
+        if self.free_bits_kl is not None:
+            return self.beta * self.free_bits_kl - self.reconstruction.mean()
         return (self.beta * self.kl - self.reconstruction).mean()
 
 
 def elbo_terms(
-    model: VAE, x: torch.Tensor, beta: float = 1.0, analytic_kl: bool = True
+    model: VAE,
+    x: torch.Tensor,
+    beta: float = 1.0,
+    analytic_kl: bool = True,
+    free_bits: float = 0.0,
 ) -> ElboTerms:
     """ELBO terms for a batch x (B, D), one reparameterised z per example.
 
     ``reconstruction = log p(x|z)`` at ``z ~ q(z|x)`` (:func:`reconstruction_log_likelihood`);
     ``kl`` = :func:`kl_to_standard_normal`, or with ``analytic_kl=False`` the single-sample
     ``log q(z|x) - log p(z)`` at the same z that the reconstruction term uses.
+    ``free_bits > 0`` (closed-form KL only) puts :func:`free_bits_kl` in the loss.
     """
     mu, logvar = encode_float32(model, x)  # (B, L), (B, L)
     z = reparameterise(mu, logvar)  # (B, L)
@@ -175,7 +185,18 @@ def elbo_terms(
         kl = kl_to_standard_normal(mu, logvar)  # (B,)
     else:
         kl = diag_gaussian_log_density(z, mu, logvar) - standard_normal_log_density(z)  # (B,)
+    if free_bits:
+        return ElboTerms(reconstruction, kl, beta, free_bits_kl(mu, logvar, free_bits))
     return ElboTerms(reconstruction, kl, beta)
+
+
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL term of the free-bits objective (Kingma et al., 2016), scalar:
+    ``sum_j max(free_bits, mean over the batch of KL(q(z_j|x) || N(0, 1)))``, so no
+    dimension is pushed below ``free_bits`` nats (a dimension under it gets no gradient
+    from the KL). mu, logvar: (B, L)."""
+    per_dim = kl_to_standard_normal(mu[..., None], logvar[..., None])  # (B, L)
+    return torch.clamp(per_dim.mean(0), min=free_bits).sum()
 
 
 def log_weights(

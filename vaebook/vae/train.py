@@ -64,13 +64,16 @@ def make_train_step(
     beta: float = 1.0,
     analytic_kl: bool = True,
     train_k: int = 1,
+    free_bits: float = 0.0,
     bf16: bool = False,
     compile: bool = False,
 ):
     """One optimisation step on a batch: ``step(x (B, D), beta=None) -> (loss,
     reconstruction, kl)``, batch means, shape (3,). ``beta`` weighs the KL (a step's
     ``beta`` overrides it: KL warm-up). ``train_k > 1`` minimises the IWAE bound with
-    ``train_k`` samples instead of the ELBO (:func:`~vaebook.vae.objectives.iwae_terms`).
+    ``train_k`` samples instead of the ELBO (:func:`~vaebook.vae.objectives.iwae_terms`);
+    ``free_bits > 0`` clamps the KL of each latent dimension from below
+    (:func:`~vaebook.vae.objectives.free_bits_kl`).
 
     No host sync: the returned tensor stays on the device. ``bf16`` runs the step under a
     bfloat16 autocast, which lowers only the networks' matrix products: ``elbo_terms``
@@ -85,7 +88,7 @@ def make_train_step(
             bound, terms = iwae_terms(model, xb, train_k)  # (B,), ELBO terms of the same draws
             loss = -bound.mean()
         else:
-            terms = elbo_terms(model, xb, beta, analytic_kl)
+            terms = elbo_terms(model, xb, beta, analytic_kl, free_bits)
             loss = terms.loss
         return loss, terms.reconstruction.detach().mean(), terms.kl.detach().mean()
 
@@ -179,6 +182,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     )
     bf16 = cfg.run.bf16 and device.type == "cuda"
     objective = {"beta": o.beta, "analytic_kl": o.analytic_kl, "train_k": o.train_k}
+    objective["free_bits"] = o.free_bits
     train_step = make_train_step(model, optimizer, **objective, bf16=bf16, compile=cfg.run.compile)
     steps_per_epoch = math.ceil(n_train / o.batch_size)
     bar = progress_bar(cfg, steps_per_epoch, start_epoch)
