@@ -81,7 +81,10 @@ def prior_encoder_derivation(K: int = 3, recheck: Sequence[int] = (4,)) -> Deriv
             title="the bound of an encoder collapsed to the prior",
             family=FiniteLatent(K),
         )
-        .step(ELBO_AT_PRIOR + KL_PRIOR_POSTERIOR, because="the evidence identity at $q = p(z)$")
+        .step(
+            ELBO_AT_PRIOR + KL_PRIOR_POSTERIOR,
+            because="the evidence identity {eq}`eq-evidence-identity` at $q = p(z)$",
+        )
         .bound(ELBO_AT_PRIOR, gap=prior_posterior_certificate)
         .step(integral(pz * sp.log(px_z)), because=r"$p(x, z) = p(z)\, p(x \mid z)$")
     )
@@ -97,7 +100,10 @@ def encoder_gain_derivation(K: int = 3, recheck: Sequence[int] = (4,)) -> Deriva
             title="what an encoder can gain over the prior",
             family=FiniteLatent(K),
         )
-        .step(KL_PRIOR_POSTERIOR - KL_post, because="the evidence identity, for $q$ and for $p(z)$")
+        .step(
+            KL_PRIOR_POSTERIOR - KL_post,
+            because="the evidence identity {eq}`eq-evidence-identity`, for $q$ and for $p(z)$",
+        )
         .bound(KL_PRIOR_POSTERIOR, gap=lambda fam: fam.kl_q_posterior_nonneg(), relation="<=")
     )
     return d.recheck(*(FiniteLatent(k) for k in recheck)) if recheck else d
@@ -185,8 +191,9 @@ def plot_collapse(
     free_bits: float = FREE_BITS,
 ):
     """Left: the test-set KL of each latent dimension of each run, largest first (grouped
-    bars), with the free-bits level. Right: the test KL after each epoch; the epochs in
-    which some run's beta is below its final value (KL warm-up) are shaded."""
+    bars), with the free-bits level. Right: the test KL after each epoch, with the legend
+    of both panels; the epochs in which some run's beta is below its final value (KL
+    warm-up) are shaded."""
     fig, axes = figure(ncols=2, width=3.5, height=3.2)
     palette = [COLORS[k] for k in ("true", "reverse", "q", "forward")]
     with style():
@@ -215,7 +222,6 @@ def plot_collapse(
         axes[0].set_xlabel("latent dimension, by KL (rank)")
         axes[0].set_ylabel("KL per dimension, nats")
         axes[0].set_title("KL of each dimension")
-        axes[0].legend(loc="upper right", fontsize=8)
         ramp_end = 0
         for i, (label, hist) in enumerate(histories.items()):
             epoch = np.array([h["epoch"] for h in hist])
@@ -234,5 +240,6 @@ def plot_collapse(
         axes[1].set_xlabel("epoch")
         axes[1].set_ylabel("test KL, nats")
         axes[1].set_title("rate during training")
+        axes[1].legend(loc="upper right", fontsize=8)
     plt.close(fig)
     return fig
