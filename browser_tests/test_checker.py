@@ -24,7 +24,7 @@ import threading
 import time
 
 import pytest
-from test_pages import SITE, chromium_path, toc_pages
+from test_pages import SITE, launched_chromium, toc_pages
 
 from vaebook.symbolic.checker import Box
 
@@ -39,17 +39,8 @@ TIMINGS = SITE.parent / "browser" / "checker-timings.json"
 
 @pytest.fixture(scope="module")
 def chromium():
-    executable = chromium_path()
-    if executable is None:
-        pytest.fail("Chromium not found (apt-get install -y chromium, or set CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright not installed (pip install -r .ci/requirements-browser.txt)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+    with launched_chromium() as b:
         yield b
-        b.close()
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from functools import cache
 from html import unescape
 from pathlib import Path
@@ -69,10 +70,10 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if not (SITE / "index.html").is_file():
-        pytest.fail(f"no built book at {SITE} (run the README's build command first)")
+@contextmanager
+def launched_chromium():
+    """Debian's Chromium driven by Playwright (no browser download); fails, never skips,
+    when either is missing."""
     executable = chromium_path()
     if executable is None:
         pytest.fail("Chromium not found (apt-get install -y chromium, or set CHROMIUM)")
@@ -84,6 +85,14 @@ def browser():
         b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"no built book at {SITE} (run the README's build command first)")
+    with launched_chromium() as b:
+        yield b
 
 
 # JavaScript run in the page once MathJax is done. Returns the problems it finds.

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pages import toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("BOOK_HTML", ROOT / "_build" / "html")).resolve()
@@ -86,19 +87,7 @@ def toc() -> dict:
 
 def toc_docs() -> list[str]:
     """Every document in reading order (the root first), without suffix."""
-    t = toc()
-    docs = [str(Path(t["root"]).with_suffix(""))]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                docs.append(str(Path(entry["file"]).with_suffix("")))
-            walk(entry.get("sections"))
-
-    for part in t.get("parts", []):
-        walk(part.get("chapters"))
-    walk(t.get("chapters"))
-    return docs
+    return [str(Path(page).with_suffix("")) for page in toc_pages()]
 
 
 def source(doc: str) -> Path:
